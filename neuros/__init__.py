@@ -1,0 +1,1 @@
+"""NEUROS agent: biometric ingestion, health KPIs and protocol advice."""

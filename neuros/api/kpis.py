@@ -1,0 +1,41 @@
+"""KPI snapshots and protocol advice."""
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from neuros.api.deps import AgentDep, UserId
+from neuros.schemas import Analysis, ErrorBody, Kpis
+
+router = APIRouter(prefix="/v1/users/{user_id}", tags=["kpis"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No readings for this user"}
+}
+
+
+def _no_data() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="no readings for this user")
+
+
+@router.get("/kpis", response_model=Kpis, responses=_NOT_FOUND)
+def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
+    """The user's current KPI snapshot."""
+    snapshot = agent.snapshot(user_id)
+    if snapshot is None:
+        raise _no_data()
+    return Kpis.of(snapshot)
+
+
+@router.post("/analyze", response_model=Analysis, responses=_NOT_FOUND)
+def analyze(user_id: UserId, agent: AgentDep) -> Analysis:
+    """Protocol advice from the rule set documented in ``neuros.recommend``."""
+    result = agent.analyze(user_id)
+    if result is None:
+        raise _no_data()
+    snapshot, advice = result
+    return Analysis(
+        recommendation=advice.recommendation,
+        reasons=list(advice.reasons),
+        kpis=Kpis.of(snapshot),
+    )

@@ -1,0 +1,31 @@
+"""Runtime configuration: one Settings object, read from ``NEUROS_*`` variables.
+
+Tracing is configured by the standard ``OTEL_*`` variables, read by the OpenTelemetry
+SDK itself (see ``neuros.tracing``), so they are not duplicated here.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 8000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEUROS_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"  # noqa: S104 - a container must listen beyond loopback
+    port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_PORT
+    db_path: Path = Path("./data/neuros.db")
+    sleep_need_hours: Annotated[float, Field(gt=0, le=24)] = 8.0
+    metrics_enabled: bool = True
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: each module has one job."""

@@ -1,0 +1,33 @@
+"""One log line per request, naming the route template: raw paths carry user ids."""
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from neuros.http.routes import method_label, route_template
+from neuros.http.status import StatusRecordingSend
+
+logger = logging.getLogger("neuros.access")
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        recording = StatusRecordingSend(send)
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            logger.info(
+                "%s %s %d %.1fms",
+                method_label(scope),
+                route_template(scope),
+                recording.status,
+                (time.perf_counter() - start) * 1000,
+            )

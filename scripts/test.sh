@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+#
+# The one command that lints, type-checks and tests NEUROS:
+#   scripts/test.sh [options] [pytest args...]
+#
+# It creates or updates the venv .venv, installs the project with its test and
+# dev extras, installs the external tools (scripts/install-tools.sh), then runs
+# ruff, mypy and pytest. Every check runs; the exit status is the status of the
+# first one that failed.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+readonly VENV="${REPO_ROOT}/.venv"
+readonly INSTALL_STAMP="${VENV}/.neuros-install-stamp"
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") [--no-install] [--docker] [--help] [--] [pytest args...]
+
+Creates or updates .venv, installs the project ('.[test,dev]') and the tools
+(scripts/install-tools.sh), then runs: ruff check ., mypy, pytest.
+Arguments this script does not know are passed on to pytest.
+
+Options:
+  --no-install  skip the venv, pip and tool installs (use what is there)
+  --docker      run the tests that need Docker (sets NEUROS_TEST_DOCKER=1;
+                the default when CI=true)
+  --help        show this help
+
+Environment:
+  NEUROS_TOOLS_DIR    tool folder (default: <repo>/.tools), exported to tests
+  NEUROS_TEST_DOCKER  1 to run the Docker tests
+  CI                  'true' in CI: Docker tests run, missing tools fail
+EOF
+}
+
+err() {
+  echo "test.sh: ERROR: $*" >&2
+}
+
+log() {
+  echo "==> $*"
+}
+
+# Creates .venv if missing or broken, and installs the project into it unless
+# pyproject.toml is unchanged since the last successful install.
+install_venv() {
+  if ! "${VENV}/bin/python" -c '' 2>/dev/null; then
+    log "creating ${VENV}"
+    python3 -m venv --clear "${VENV}" || { err "python3 -m venv failed"; return 1; }
+  fi
+  local want
+  want="$(sha256sum "${REPO_ROOT}/pyproject.toml" | cut -d ' ' -f 1)"
+  if [[ -f "${INSTALL_STAMP}" && "$(<"${INSTALL_STAMP}")" == "${want}" ]]; then
+    log "venv up to date (pyproject.toml unchanged)"
+    return 0
+  fi
+  log "pip install -e '.[test,dev]'"
+  rm -f "${INSTALL_STAMP}"
+  if ! "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -e "${REPO_ROOT}[test,dev]"; then
+    err "pip install -e '.[test,dev]' failed"
+    return 1
+  fi
+  echo "${want}" >"${INSTALL_STAMP}"
+}
+
+main() {
+  local install=1
+  local -a pytest_args=()
+  while (( $# )); do
+    case "$1" in
+      --no-install) install=0 ;;
+      --docker) export NEUROS_TEST_DOCKER=1 ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      --)
+        shift
+        pytest_args+=("$@")
+        break
+        ;;
+      *) pytest_args+=("$1") ;;
+    esac
+    shift
+  done
+
+  if [[ "${CI:-}" == "true" ]]; then
+    export NEUROS_TEST_DOCKER="${NEUROS_TEST_DOCKER:-1}"
+  fi
+
+  cd "${REPO_ROOT}"
+  export NEUROS_TOOLS_DIR="${NEUROS_TOOLS_DIR:-${REPO_ROOT}/.tools}"
+
+  if (( install )); then
+    install_venv || exit 1
+    log "installing tools (scripts/install-tools.sh)"
+    bash "${REPO_ROOT}/scripts/install-tools.sh" || {
+      err "scripts/install-tools.sh failed"
+      exit 1
+    }
+  fi
+  export PATH="${NEUROS_TOOLS_DIR}/bin:${VENV}/bin:${PATH}"
+  export VIRTUAL_ENV="${VENV}"
+
+  local status=0 failed_step="" rc
+  # Runs one check; remembers the first failure and carries on.
+  step() {
+    local name="$1"
+    shift
+    log "${name}"
+    rc=0
+    "$@" || rc=$?
+    if (( rc != 0 && status == 0 )); then
+      status="${rc}"
+      failed_step="${name}"
+    fi
+    return 0
+  }
+
+  step "ruff check ." ruff check .
+  step "mypy" mypy
+  step "pytest${pytest_args[*]:+ ${pytest_args[*]}}" pytest "${pytest_args[@]}"
+  if (( rc == 5 )); then
+    err "pytest collected no tests (exit 5): counted as a failure"
+  fi
+
+  if (( status != 0 )); then
+    err "'${failed_step}' failed (exit ${status})"
+  fi
+  exit "${status}"
+}
+
+main "$@"

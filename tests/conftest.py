@@ -1,0 +1,160 @@
+"""Shared fixtures: the app in-process, and the real agent under uvicorn."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from neuros.config import Settings
+from neuros.main import create_app
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class InProcess:
+    client: TestClient
+    registry: CollectorRegistry
+    spans: InMemorySpanExporter
+    settings: Settings
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Callable[..., InProcess]]:
+    opened: list[TestClient] = []
+
+    def make(**overrides: object) -> InProcess:
+        settings = Settings(db_path=tmp_path / "neuros.db", **overrides)  # type: ignore[arg-type]
+        registry = CollectorRegistry()
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        app = create_app(settings, registry=registry, tracer_provider=provider)
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        opened.append(client)
+        return InProcess(client, registry, spans, settings)
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def app(make_app: Callable[..., InProcess]) -> InProcess:
+    return make_app()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass
+class LiveAgent:
+    """``python -m neuros`` in a subprocess, as deployed."""
+
+    db_path: Path
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "LiveAgent":
+        env = {
+            **os.environ,
+            "NEUROS_HOST": "127.0.0.1",
+            "NEUROS_PORT": str(self.port),
+            "NEUROS_DB_PATH": str(self.db_path),
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "neuros"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_until(self._healthy, what=f"agent on {self.url}")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"agent exited early:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def live_agent(tmp_path: Path) -> Iterator[Callable[..., LiveAgent]]:
+    agents: list[LiveAgent] = []
+
+    def start(env: dict[str, str] | None = None, db_path: Path | None = None) -> LiveAgent:
+        agent = LiveAgent(
+            db_path=db_path or tmp_path / "live.db",
+            env={"OTEL_SDK_DISABLED": "true", **(env or {})},
+            log_path=tmp_path / f"agent-{len(agents)}.log",
+        )
+        agents.append(agent)
+        return agent.start()
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+def reading(at: str = "2026-11-20T07:00:00+00:00", **values: object) -> dict[str, object]:
+    body: dict[str, object] = {"recorded_at": at}
+    body.update(values or {"rr_intervals_ms": [800, 810, 790, 805, 795]})
+    return body
