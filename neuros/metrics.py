@@ -11,13 +11,13 @@ from enum import StrEnum
 
 from prometheus_client import (
     CollectorRegistry,
-    disable_created_metrics,
     Counter,
     Gauge,
     Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from neuros.kpi import Readiness

@@ -49,7 +49,10 @@ log() {
 install_venv() {
   if ! "${VENV}/bin/python" -c '' 2>/dev/null; then
     log "creating ${VENV}"
-    python3 -m venv --clear "${VENV}" || { err "python3 -m venv failed"; return 1; }
+    if ! python3 -m venv --clear "${VENV}"; then
+      err "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+      return 1
+    fi
   fi
   local want
   want="$(sha256sum "${REPO_ROOT}/pyproject.toml" | cut -d ' ' -f 1)"

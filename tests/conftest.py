@@ -154,7 +154,9 @@ def live_agent(tmp_path: Path) -> Iterator[Callable[..., LiveAgent]]:
         agent.stop()
 
 
+RR_EXAMPLE = [800, 810, 790, 805, 795]  # RMSSD 14.3614 ms
+
+
 def reading(at: str = "2026-11-20T07:00:00+00:00", **values: object) -> dict[str, object]:
-    body: dict[str, object] = {"recorded_at": at}
-    body.update(values or {"rr_intervals_ms": [800, 810, 790, 805, 795]})
-    return body
+    """A reading body; RR_EXAMPLE when no measurement is given."""
+    return {"recorded_at": at, **(values or {"rr_intervals_ms": RR_EXAMPLE})}

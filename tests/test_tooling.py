@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tooling import REPO_ROOT, tool
+
+from tests.tooling import REPO_ROOT, tool
 
 INSTALL_TOOLS = REPO_ROOT / "scripts" / "install-tools.sh"
 SHELL_SCRIPTS = [
@@ -19,9 +20,7 @@ SHELL_SCRIPTS = [
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=120, check=False, env=env
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, env=env)
 
 
 def isolated_env(tmp_path: Path, tools_dir: Path) -> dict[str, str]:
@@ -62,20 +61,22 @@ def test_install_tools_help_and_bad_argument() -> None:
     assert "unknown argument" in bad.stderr
 
 
+VERSION_CASES = [
+    # name, arguments, version pattern, expected major, minimum minor
+    ("prometheus", ["--version"], r"prometheus, version (\d+)\.(\d+)\.\d+", 3, 0),
+    ("promtool", ["--version"], r"promtool, version (\d+)\.(\d+)\.\d+", 3, 0),
+    ("alertmanager", ["--version"], r"alertmanager, version (\d+)\.(\d+)\.\d+", 0, 27),
+    ("amtool", ["--version"], r"amtool, version (\d+)\.(\d+)\.\d+", 0, 27),
+    ("node_exporter", ["--version"], r"node_exporter, version (\d+)\.(\d+)\.\d+", 1, 0),
+    ("docker-compose", ["version"], r"Docker Compose version v?(\d+)\.(\d+)\.\d+", 2, 0),
+]
+
+
 @pytest.mark.parametrize(
     ("name", "args", "pattern", "major", "min_minor"),
-    [
-        ("prometheus", ["--version"], r"prometheus, version (\d+)\.(\d+)\.\d+", 3, 0),
-        ("promtool", ["--version"], r"promtool, version (\d+)\.(\d+)\.\d+", 3, 0),
-        ("alertmanager", ["--version"], r"alertmanager, version (\d+)\.(\d+)\.\d+", 0, 27),
-        ("amtool", ["--version"], r"amtool, version (\d+)\.(\d+)\.\d+", 0, 27),
-        ("node_exporter", ["--version"], r"node_exporter, version (\d+)\.(\d+)\.\d+", 1, 0),
-        ("docker-compose", ["version"], r"Docker Compose version v?(\d+)\.(\d+)\.\d+", 2, 0),
-    ],
+    [pytest.param(*case, id=case[0]) for case in VERSION_CASES],
 )
-def test_tool_version(
-    name: str, args: list[str], pattern: str, major: int, min_minor: int
-) -> None:
+def test_tool_version(name: str, args: list[str], pattern: str, major: int, min_minor: int) -> None:
     path = tool(name)
     assert Path(path).is_absolute()
 
