@@ -20,8 +20,9 @@ def test_ingest_has_server_kpi_and_db_spans(app: InProcess) -> None:
     assert server.attributes["http.route"] == "/v1/users/{user_id}/readings"
     assert server.context is not None
     for child in ("db.upsert_readings", "kpi.compute"):
-        assert spans[child].parent is not None
-        assert spans[child].parent.span_id == server.context.span_id
+        parent = spans[child].parent
+        assert parent is not None
+        assert parent.span_id == server.context.span_id
     kpi = spans["kpi.compute"]
     assert kpi.context is not None
     assert spans["db.kpi_inputs"].parent is not None
