@@ -1,6 +1,7 @@
 """``python -m neuros``: validate settings, then serve with uvicorn."""
 
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -32,6 +33,9 @@ def main() -> None:
         app = create_app(settings)
     except TracingConfigError as exc:
         sys.exit(f"neuros: invalid settings: {exc}")
+    # uvicorn re-raises SIGTERM after its graceful shutdown, which would end the
+    # process with 143; a clean stop should exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         app,
         host=settings.host,

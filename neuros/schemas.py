@@ -1,7 +1,7 @@
 """Request and response bodies of the public API."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Self
 
 from pydantic import (
@@ -24,7 +24,10 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
-RrInterval = Annotated[float, Field(ge=250, le=2500)]
+# Strict: JSON true/false or "60" are not numbers.
+RrInterval = Annotated[float, Field(strict=True, ge=250, le=2500)]
+EARLIEST_READING = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(days=1)
 
 
 class Reading(BaseModel):
@@ -38,17 +41,30 @@ class Reading(BaseModel):
     rr_intervals_ms: Annotated[list[RrInterval], Field(min_length=2, max_length=20000)] | None = (
         Field(default=None, description="RR intervals in ms, each in [250, 2500]")
     )
-    hrv_rmssd_ms: Annotated[float, Field(gt=0, le=500)] | None = Field(
+    hrv_rmssd_ms: Annotated[float, Field(strict=True, gt=0, le=500)] | None = Field(
         default=None, description="RMSSD reported by the device, in ms"
     )
-    resting_hr_bpm: Annotated[float, Field(ge=20, le=250)] | None = None
-    sleep_hours: Annotated[float, Field(ge=0, le=24)] | None = None
+    resting_hr_bpm: Annotated[float, Field(strict=True, ge=20, le=250)] | None = None
+    sleep_hours: Annotated[float, Field(strict=True, ge=0, le=24)] | None = None
 
     @field_validator("recorded_at", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> object:
         if not isinstance(value, str) or not _RFC3339.match(value):
             raise ValueError("must be an RFC 3339 date-time string with an offset")
+        return value
+
+    @field_validator("recorded_at", mode="after")
+    @classmethod
+    def _plausible(cls, value: datetime) -> datetime:
+        try:
+            at = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        if at < EARLIEST_READING:
+            raise ValueError("must not be before 1970-01-01T00:00:00Z")
+        if at > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("must not be more than a day in the future")
         return value
 
     @model_validator(mode="after")

@@ -15,7 +15,6 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Span
-from starlette.routing import Match
 from starlette.types import Scope
 
 from neuros.http.routes import UNMATCHED_ROUTE
@@ -71,17 +70,13 @@ def build_tracer_provider() -> TracerProvider | None:
 
 
 def _redact_path(span: Span, scope: Scope) -> None:
-    if not span.is_recording():
+    """Replace raw-path attributes with the route template the instrumentation found."""
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or not attributes:
         return
-    template = UNMATCHED_ROUTE
-    for route in scope["app"].router.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            template = getattr(route, "path", UNMATCHED_ROUTE)
-            break
-    present = getattr(span, "attributes", None) or {}
+    template = str(attributes.get("http.route") or UNMATCHED_ROUTE)
     for key in _PATH_ATTRIBUTES:
-        if key in present:
+        if key in attributes:
             span.set_attribute(key, template)
 
 
