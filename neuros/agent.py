@@ -49,18 +49,18 @@ class Agent:
         """Store a batch atomically and return the user's fresh snapshot."""
         rows = [to_row(r) for r in readings]
         try:
-            # The lock spans commit and gauge update, so band moves are applied in order.
-            with self.store.write_lock:
-                with self.store.write() as tx:
-                    with self.tracer.start_as_current_span("db.upsert_readings") as span:
-                        span.set_attribute("db.system", "sqlite")
-                        span.set_attribute("neuros.readings.count", len(rows))
+            with self.tracer.start_as_current_span("db.write") as span:
+                span.set_attribute("db.system", "sqlite")
+                span.set_attribute("neuros.readings.count", len(rows))
+                # The lock spans commit and gauge update, so band moves apply in order.
+                with self.store.write_lock:
+                    with self.store.write() as tx:
                         tx.upsert_readings(user_id, rows)
-                    snapshot = self._compute(tx, user_id)
-                    if snapshot is None:  # impossible right after a non-empty upsert
-                        raise sqlite3.IntegrityError("no readings visible after upsert")
-                    previous = tx.set_readiness(user_id, snapshot.readiness.value)
-                self._move_band(previous, snapshot.readiness.value)
+                        snapshot = self._compute(tx, user_id)
+                        if snapshot is None:  # impossible right after a non-empty upsert
+                            raise sqlite3.IntegrityError("no readings visible after upsert")
+                        previous = tx.set_readiness(user_id, snapshot.readiness.value)
+                    self._move_band(previous, snapshot.readiness.value)
         except sqlite3.Error:
             self.metrics.db_errors.labels(DbOperation.INGEST.value).inc()
             self.metrics.readings_rejected.labels(RejectReason.STORAGE.value).inc(len(rows))
@@ -71,8 +71,10 @@ class Agent:
 
     def snapshot(self, user_id: str) -> KpiSnapshot | None:
         try:
-            with self.store.read() as tx:
-                return self._compute(tx, user_id)
+            with self.tracer.start_as_current_span("db.read") as span:
+                span.set_attribute("db.system", "sqlite")
+                with self.store.read() as tx:
+                    return self._compute(tx, user_id)
         except sqlite3.Error:
             self.metrics.db_errors.labels(DbOperation.READ.value).inc()
             raise
@@ -81,8 +83,7 @@ class Agent:
         snapshot = self.snapshot(user_id)
         if snapshot is None:
             return None
-        with self.tracer.start_as_current_span("agent.advise"):
-            return snapshot, advise(snapshot)
+        return snapshot, advise(snapshot)
 
     def ready(self) -> bool:
         try:
@@ -93,12 +94,13 @@ class Agent:
         return True
 
     def _compute(self, tx: Transaction, user_id: str) -> KpiSnapshot | None:
+        """Read the user's KPI windows and compute; timed as one KPI computation."""
         start = time.perf_counter()
-        with self.tracer.start_as_current_span("kpi.compute"):
-            with self.tracer.start_as_current_span("db.kpi_inputs") as span:
-                span.set_attribute("db.system", "sqlite")
-                inputs = tx.kpi_inputs(user_id)
-            snapshot = None if inputs is None else compute_snapshot(inputs, self.sleep_need_hours)
+        inputs = tx.kpi_inputs(user_id)
+        snapshot = None
+        if inputs is not None:
+            with self.tracer.start_as_current_span("kpi.compute"):
+                snapshot = compute_snapshot(inputs, self.sleep_need_hours)
         self.metrics.kpi_computation_duration.observe(time.perf_counter() - start)
         return snapshot
 

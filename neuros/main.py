@@ -72,8 +72,8 @@ def create_app(
         app.include_router(router)
     install_error_handlers(app, metrics)
 
-    # Last added runs first: body limit, then access log, then metrics innermost,
-    # inside the OTel server span that instrument() wraps around everything.
+    # Last added runs first: server span, body limit, access log, then metrics
+    # innermost, so its exemplars name the request's span.
     if settings.metrics_enabled:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)

@@ -10,22 +10,17 @@ import threading
 
 from fastapi import FastAPI
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.trace import Span
-from starlette.types import Scope
 
-from neuros.http.routes import UNMATCHED_ROUTE
+from neuros.http.tracing import ServerSpanMiddleware
 
 DEFAULT_SERVICE_NAME = "neuros"
 # Probes and scrapes would drown the traces that matter.
-EXCLUDED_URLS = "/metrics,/health,/ready"
+EXCLUDED_PATHS = frozenset({"/metrics", "/health", "/ready"})
 # Docker stops a container 10 s after SIGTERM; flushing must end well before.
 SHUTDOWN_TIMEOUT_SECONDS = 3.0
-# Attributes the ASGI instrumentation fills from the raw path, which carries the user id.
-_PATH_ATTRIBUTES = ("http.target", "http.url", "url.path", "url.full", "url.query")
 
 
 class TracingConfigError(ValueError):
@@ -69,25 +64,11 @@ def build_tracer_provider() -> TracerProvider | None:
     return provider
 
 
-def _redact_path(span: Span, scope: Scope) -> None:
-    """Replace raw-path attributes with the route template the instrumentation found."""
-    attributes = getattr(span, "attributes", None)
-    if not span.is_recording() or not attributes:
-        return
-    template = str(attributes.get("http.route") or UNMATCHED_ROUTE)
-    for key in _PATH_ATTRIBUTES:
-        if key in attributes:
-            span.set_attribute(key, template)
-
-
 def instrument(app: FastAPI, provider: TracerProvider) -> None:
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=provider,
-        excluded_urls=EXCLUDED_URLS,
-        # One span per request, not one per ASGI message.
-        exclude_spans=["receive", "send"],
-        server_request_hook=_redact_path,
+    app.add_middleware(
+        ServerSpanMiddleware,
+        tracer=provider.get_tracer("neuros.http"),
+        excluded_paths=EXCLUDED_PATHS,
     )
 
 

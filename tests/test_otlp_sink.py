@@ -23,12 +23,9 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# pytest puts tests/ (not the repo root) on sys.path; scripts/ is a package at the root.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from scripts.otlp_sink import OtlpSink, ReceivedSpan
 
-from scripts.otlp_sink import OtlpSink, ReceivedSpan  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ import pytest
 from tests.tooling import REPO_ROOT, tool
 
 INSTALL_TOOLS = REPO_ROOT / "scripts" / "install-tools.sh"
-SHELL_SCRIPTS = [
-    REPO_ROOT / "scripts" / "install-tools.sh",
-    REPO_ROOT / "scripts" / "test.sh",
-    REPO_ROOT / ".ci" / "run",
-]
+# Every shell script of the repo, so a new one cannot slip past shellcheck.
+SHELL_SCRIPTS = sorted(
+    {REPO_ROOT / ".ci" / "run", *REPO_ROOT.glob("*/*.sh"), *REPO_ROOT.glob("*/*/*.sh")}
+)
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,100 @@
+// Ingest throughput benchmark: POST /v1/users/{user_id}/readings, nothing else.
+//
+// Run by scripts/bench-agent.sh; by hand:
+//   k6 run -e BASE_URL=http://127.0.0.1:8000 -e VUS=16 -e DURATION=20s k6/bench/ingest.js
+//
+// Environment:
+//   BASE_URL    agent URL (default http://127.0.0.1:8000)
+//   VUS         virtual users, each sending back to back (default 16)
+//   DURATION    how long (default 20s)
+//   SEQ_OFFSET  first sequence number; runs against one database use disjoint
+//               ranges so that every recorded_at is new (default 0)
+//
+// Each request carries one reading with 300 RR intervals. Request n (n unique per
+// run) goes to user n mod 500 and is recorded at 2025-01-01 + n seconds, so a user
+// gets a new reading every 500 recorded seconds and nothing is ever replaced.
+// Timestamps stay in the past (the agent refuses readings from the future) as long
+// as SEQ_OFFSET plus the request count stays under MAX_SEQ (about a year).
+// Bodies are deterministic: the RR series come from a fixed-seed generator.
+
+import http from 'k6/http';
+import { check } from 'k6';
+
+const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
+const VUS = parseInt(__ENV.VUS || '16', 10);
+const DURATION = __ENV.DURATION || '20s';
+const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
+
+const USERS = 500;
+const RR_PER_READING = 300;
+const RR_SERIES = 64;
+const BASE_MS = Date.UTC(2025, 0, 1);
+const MAX_SEQ = 31000000;
+if (SEQ_OFFSET < 0 || SEQ_OFFSET >= MAX_SEQ) {
+  throw new Error(`SEQ_OFFSET must be in [0, ${MAX_SEQ}), got ${SEQ_OFFSET}`);
+}
+
+export const options = {
+  scenarios: {
+    ingest: {
+      executor: 'constant-vus',
+      vus: VUS,
+      duration: DURATION,
+      gracefulStop: '5s',
+    },
+  },
+  // Only the status is checked: do not spend load-generator CPU on bodies.
+  discardResponseBodies: true,
+  summaryTrendStats: ['avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
+  thresholds: {
+    // A benchmark whose requests fail measures nothing: make it visible.
+    checks: ['rate==1'],
+  },
+};
+
+// Park-Miller minimal standard generator: same numbers on every run and every VU.
+function lcg(seed) {
+  let state = seed % 2147483647;
+  if (state <= 0) state += 2147483646;
+  return () => {
+    state = (state * 16807) % 2147483647;
+    return (state - 1) / 2147483646;
+  };
+}
+
+// Pre-serialised RR arrays (JSON text), so each iteration only concatenates strings.
+const rrSeries = [];
+for (let s = 0; s < RR_SERIES; s++) {
+  const next = lcg(1000 + s);
+  const base = 700 + 300 * next(); // 55 to 86 bpm
+  const values = [];
+  for (let i = 0; i < RR_PER_READING; i++) {
+    values.push(Math.round((base + 120 * (next() - 0.5)) * 10) / 10);
+  }
+  rrSeries.push(JSON.stringify(values));
+}
+
+const userIds = [];
+for (let u = 0; u < USERS; u++) {
+  userIds.push(`bench-user-${String(u).padStart(3, '0')}`);
+}
+
+const params = {
+  headers: { 'Content-Type': 'application/json' },
+  tags: { name: 'POST /v1/users/{user_id}/readings' },
+};
+
+export default function () {
+  const seq = (SEQ_OFFSET + __ITER * VUS + (__VU - 1)) % MAX_SEQ;
+  const user = userIds[seq % USERS];
+  const recordedAt = new Date(BASE_MS + seq * 1000).toISOString();
+  const restingHr = 50 + (seq % 17);
+  const sleepHours = 5 + (seq % 7) * 0.5;
+  const body =
+    `{"readings":[{"recorded_at":"${recordedAt}",` +
+    `"rr_intervals_ms":${rrSeries[seq % RR_SERIES]},` +
+    `"resting_hr_bpm":${restingHr},"sleep_hours":${sleepHours}}]}`;
+
+  const res = http.post(`${BASE_URL}/v1/users/${user}/readings`, body, params);
+  check(res, { 'status is 201': (r) => r.status === 201 });
+}
