@@ -230,6 +230,22 @@ link_tools() {
 }
 
 # Prints a tool's version; fails if its major (and minimum minor) differ.
+# Debian's alertmanager loads its default notification templates from a folder
+# fixed at build time and refuses to start without them. They are the only files
+# placed outside the tools folder, and only when missing.
+readonly AM_TEMPLATES="usr/share/prometheus/alertmanager"
+install_alertmanager_template() {
+  local name
+  for name in default.tmpl email.tmpl; do
+    [[ -f "/${AM_TEMPLATES}/${name}" ]] && continue
+    if [[ ! -w / ]] && (( ! DRY_RUN )); then
+      err "alertmanager needs /${AM_TEMPLATES}/${name}; rerun as root to place it"
+      continue
+    fi
+    run install -D -m 0644 "${TOOLS_DIR}/root/${AM_TEMPLATES}/${name}" "/${AM_TEMPLATES}/${name}"
+  done
+}
+
 check_version() {
   local name="$1" want_major="$2" min_minor="${3:-0}"
   shift 3
@@ -342,6 +358,7 @@ main() {
   fi
 
   link_tools
+  install_alertmanager_template
   check_versions
   if (( fresh && ! DRY_RUN )); then
     # Written only once every tool is present and of the right version.

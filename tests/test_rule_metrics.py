@@ -1,0 +1,171 @@
+"""Every ``neuros_*`` metric a Prometheus rule reads is one the real agent exports.
+
+Guards against metric-name drift between ``neuros/metrics.py`` and
+``prometheus/rules/*.yml`` (a rule over a series that does not exist never fires and
+never errors). There is no Python PromQL parser, so metric names are taken from each
+rule's ``expr`` with a token regex, after removing string literals and comments:
+
+* a token is ``neuros_`` followed by word characters, not preceded by a word character
+  or ``:``, and not followed by one either. So recording-rule names such as
+  ``job:neuros_x:rate5m`` or ``neuros_x:ratio`` (which contain colons) are not read as
+  exported metrics;
+* histogram series are compared as exposed: a rule reads ``X_bucket``/``X_count``/
+  ``X_sum``, which are sample names in the scrape, so no suffix mapping is needed (and
+  a rule reading a bare histogram family name is, rightly, reported).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import LiveAgent, reading
+from tests.tooling import REPO_ROOT
+
+RULES_DIR = REPO_ROOT / "prometheus" / "rules"
+
+METRIC_TOKEN = re.compile(r"(?<![\w:])neuros_\w+(?![\w:])")
+# PromQL strings: "..." and '...' with backslash escapes, and `raw` strings.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+def metric_names(expr: str) -> set[str]:
+    """``neuros_*`` metric names read by a PromQL expression."""
+    code = _COMMENT.sub(" ", _STRING.sub('""', expr))
+    return set(METRIC_TOKEN.findall(code))
+
+
+def rule_metric_reads(rule_files: Iterable[Path]) -> dict[str, set[str]]:
+    """Metric name -> the rules (``file:name``) whose expression reads it."""
+    reads: dict[str, set[str]] = {}
+    for path in rule_files:
+        document: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+        for group in document.get("groups") or []:
+            for rule in group.get("rules") or []:
+                name = rule.get("alert") or rule.get("record") or "?"
+                for metric in metric_names(str(rule.get("expr", ""))):
+                    reads.setdefault(metric, set()).add(f"{path.name}:{name}")
+    return reads
+
+
+def missing_metrics(reads: Mapping[str, set[str]], exported: set[str]) -> dict[str, list[str]]:
+    """The names rules read that are not exported, with the rules reading them."""
+    return {name: sorted(rules) for name, rules in sorted(reads.items()) if name not in exported}
+
+
+def exported_sample_names(exposition: str) -> set[str]:
+    return {
+        sample.name
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+
+
+def repo_rule_files() -> list[Path]:
+    return sorted(RULES_DIR.glob("*.yml"))
+
+
+# --- The checker itself ------------------------------------------------------------------
+
+
+def test_token_regex_skips_recording_rule_names_strings_and_comments() -> None:
+    expr = """
+      sum by (job) (rate(neuros_http_requests_total{route=~"neuros_not_a_metric"}[5m]))
+        / job:neuros_http_requests:rate5m
+        + neuros_kpi_hrv_rmssd_seconds:median1h  # neuros_commented_out
+        + histogram_quantile(0.9, neuros_http_request_duration_seconds_bucket)
+        + on() 'neuros_single_quoted' and neuros_users_by_readiness{readiness='low'}
+    """
+    assert metric_names(expr) == {
+        "neuros_http_requests_total",
+        "neuros_http_request_duration_seconds_bucket",
+        "neuros_users_by_readiness",
+    }
+
+
+def test_checker_reports_a_misspelled_metric(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "g",
+                        "rules": [
+                            {
+                                "record": "job:neuros_http_requests:rate5m",
+                                "expr": "sum(rate(neuros_http_request_total[5m]))",
+                            },
+                            {
+                                "alert": "Fine",
+                                "expr": "job:neuros_http_requests:rate5m > 1"
+                                " and neuros_readings_accepted_total > 0",
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    exported = {"neuros_http_requests_total", "neuros_readings_accepted_total"}
+    reads = rule_metric_reads([rules])
+    assert set(reads) == {"neuros_http_request_total", "neuros_readings_accepted_total"}
+    assert missing_metrics(reads, exported) == {
+        "neuros_http_request_total": ["rules.yml:job:neuros_http_requests:rate5m"]
+    }
+    assert missing_metrics({"neuros_http_requests_total": {"x"}}, exported) == {}
+
+
+# --- Against the real agent and the repository's rules ------------------------------------
+
+
+def _drive_every_series_creating_path(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        bodies = {
+            "ana": [reading(sleep_hours=7.5, resting_hr_bpm=52)],
+            "ben": [
+                reading("2026-11-19T07:00:00+00:00", hrv_rmssd_ms=45.0, sleep_hours=5.0),
+                reading(resting_hr_bpm=61, sleep_hours=6.0),
+            ],
+            "cy": [reading(sleep_hours=3.0, resting_hr_bpm=75, hrv_rmssd_ms=12.0)],
+        }
+        for user, readings in bodies.items():
+            response = client.post(f"/v1/users/{user}/readings", json={"readings": readings})
+            assert response.status_code == 201, response.text
+            assert client.get(f"/v1/users/{user}/kpis").status_code == 200
+            assert client.post(f"/v1/users/{user}/analyze").status_code == 200
+        invalid = client.post("/v1/users/ana/readings", json={"readings": []})
+        assert invalid.status_code == 422
+        assert client.get("/v1/users/nobody/kpis").status_code == 404
+        assert client.post("/v1/users/nobody/analyze").status_code == 404
+        assert client.get("/no/such/route").status_code == 404
+        assert client.get("/ready").status_code == 200
+        client.get("/metrics")
+
+
+def test_every_metric_read_by_a_rule_is_exported(
+    live_agent: Callable[..., LiveAgent],
+) -> None:
+    files = repo_rule_files()
+    assert files, f"no rule files in {RULES_DIR}"
+    reads = rule_metric_reads(files)
+    assert reads, "no rule reads a neuros_* metric: the check would pass vacuously"
+
+    agent = live_agent()
+    _drive_every_series_creating_path(agent.url)
+    exported = exported_sample_names(httpx.get(f"{agent.url}/metrics", timeout=10).text)
+    assert "neuros_http_requests_total" in exported
+
+    assert missing_metrics(reads, exported) == {}, (
+        "rules read metrics the agent does not export; exported neuros_* samples: "
+        f"{sorted(n for n in exported if n.startswith('neuros_'))}"
+    )
+    # The same check flags drift against the real exposition.
+    assert missing_metrics({"neuros_http_request_total": {"drift"}}, exported)
