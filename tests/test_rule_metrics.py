@@ -1,4 +1,5 @@
-"""Every ``neuros_*`` metric a Prometheus rule reads is one the real agent exports.
+"""Every ``neuros_*`` metric a Prometheus rule reads is one the real agent exports,
+or one scripts/storage-management.sh writes to its textfile-collector file.
 
 Guards against metric-name drift between ``neuros/metrics.py`` and
 ``prometheus/rules/*.yml`` (a rule over a series that does not exist never fires and
@@ -26,6 +27,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import LiveAgent, reading
+from tests.stub_docker import install_stub_docker, run_storage_script
 from tests.tooling import REPO_ROOT
 
 RULES_DIR = REPO_ROOT / "prometheus" / "rules"
@@ -150,8 +152,28 @@ def _drive_every_series_creating_path(base: str) -> None:
         client.get("/metrics")
 
 
+def storage_script_sample_names(tmp_path: Path) -> set[str]:
+    """Sample names in the textfile the storage cleanup writes (stub docker, tmp dirs)."""
+    stub = install_stub_docker(tmp_path / "stub-docker")
+    metrics_file = tmp_path / "neuros_storage.prom"
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    result = run_storage_script(
+        stub,
+        "clean",
+        "--metrics-file",
+        str(metrics_file),
+        "--log-dir",
+        str(log_dir),
+        "--lock-file",
+        str(tmp_path / "storage.lock"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return exported_sample_names(metrics_file.read_text())
+
+
 def test_every_metric_read_by_a_rule_is_exported(
-    live_agent: Callable[..., LiveAgent],
+    live_agent: Callable[..., LiveAgent], tmp_path: Path
 ) -> None:
     files = repo_rule_files()
     assert files, f"no rule files in {RULES_DIR}"
@@ -160,11 +182,15 @@ def test_every_metric_read_by_a_rule_is_exported(
 
     agent = live_agent()
     _drive_every_series_creating_path(agent.url)
-    exported = exported_sample_names(httpx.get(f"{agent.url}/metrics", timeout=10).text)
-    assert "neuros_http_requests_total" in exported
+    agent_exported = exported_sample_names(httpx.get(f"{agent.url}/metrics", timeout=10).text)
+    assert "neuros_http_requests_total" in agent_exported
+    script_exported = storage_script_sample_names(tmp_path)
+    assert "neuros_storage_cleanup_last_success_timestamp_seconds" in script_exported
+    exported = agent_exported | script_exported
 
     assert missing_metrics(reads, exported) == {}, (
-        "rules read metrics the agent does not export; exported neuros_* samples: "
+        "rules read metrics neither the agent nor the storage script exports; exported"
+        " neuros_* samples: "
         f"{sorted(n for n in exported if n.startswith('neuros_'))}"
     )
     # The same check flags drift against the real exposition.
