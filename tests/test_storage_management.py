@@ -440,16 +440,20 @@ def test_report_shows_configured_retention_bounds(tmp_path: Path, env: Env) -> N
         "services:\n  a:\n    logging:\n      driver: json-file\n"
         '      options:\n        max-size: "10m"\n        max-file: "3"\n'
     )
-    result = subprocess.run(
-        ["bash", str(script), "report", "--json", *env.options()],
-        capture_output=True,
-        text=True,
-        env=env.stub.env(),
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["retention"] == {
+
+    def report(*extra: str) -> str:
+        result = subprocess.run(
+            ["bash", str(script), "report", *extra, *env.options()],
+            capture_output=True,
+            text=True,
+            env=env.stub.env(),
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert json.loads(report("--json"))["retention"] == {
         "prometheus_retention_time": "21d",
         "prometheus_retention_size": "7GB",
         "tempo_block_retention": "72h",
@@ -457,13 +461,6 @@ def test_report_shows_configured_retention_bounds(tmp_path: Path, env: Env) -> N
         "log_max_file": "3",
     }
     (repo / ".env").write_text("PROMETHEUS_RETENTION_TIME=30d\n")
-    text = subprocess.run(
-        ["bash", str(script), "report", *env.options()],
-        capture_output=True,
-        text=True,
-        env=env.stub.env(),
-        timeout=60,
-        check=False,
-    ).stdout
+    text = report()
     assert "30d" in text  # .env wins over .env.example
     assert "72h" in text
