@@ -1,0 +1,434 @@
+"""docker-compose.yml, as rendered by the real Compose v2, keeps its hardening.
+
+The checks live in tests/compose_model.py; here they run on the repository (no
+problem allowed) and on mutated copies (each must report what was broken).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import compose_model as cm
+from tests.tooling import REPO_ROOT, tool
+
+
+@pytest.fixture(scope="module")
+def compose_binary() -> str:
+    return tool("docker-compose")
+
+
+@pytest.fixture(scope="module")
+def password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="module")
+def stack(compose_binary: str, password: str) -> cm.Stack:
+    return cm.Stack(compose_binary=compose_binary, password=password)
+
+
+@pytest.mark.parametrize("check", cm.CHECKS, ids=lambda check: check.__name__)
+def test_repository_stack(stack: cm.Stack, check: cm.Check) -> None:
+    problems = check(stack)
+    assert problems == [], f"{check.__name__}: docker-compose.yml broke:\n" + "\n".join(problems)
+
+
+def test_compose_config_quiet_validates(compose_binary: str, password: str) -> None:
+    """The validation step itself: `docker compose config -q` with .env.example."""
+    result = subprocess.run(
+        [compose_binary, "--env-file", ".env.example", "config", "-q"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", cm.PASSWORD_VARIABLE: password},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"compose config -q rejects the stack: {result.stderr}"
+    assert result.stdout == "", f"config -q printed output: {result.stdout!r}"
+
+
+def test_no_env_file_is_tracked() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    env_files = [
+        path
+        for path in tracked
+        if (name := Path(path).name) == ".env"
+        or (name.startswith(".env.") and name != ".env.example")
+    ]
+    assert env_files == [], f"env files with possible secrets are committed: {env_files}"
+
+
+# --- mutations: every check must notice what it guards ------------------------------
+
+Compose = dict[str, Any]
+Env = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    check: cm.Check
+    mutate: Callable[[Compose, Env], None]
+    expect: str
+
+
+def services(compose: Compose) -> dict[str, Any]:
+    found: dict[str, Any] = compose["services"]
+    return found
+
+
+def set_in(path: str, value: Any) -> Callable[[Compose, Env], None]:
+    """A mutation setting (or, for None, deleting) ``service.key.key...``."""
+
+    def mutate(compose: Compose, env: Env) -> None:
+        *parents, last = path.split(".")
+        node = services(compose)
+        for key in parents:
+            node = node[key]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+
+    return mutate
+
+
+def set_env(variable: str, value: str) -> Callable[[Compose, Env], None]:
+    def mutate(compose: Compose, env: Env) -> None:
+        env[variable] = value
+
+    return mutate
+
+
+def replace_in_list(path: str, old: str, new: str | None) -> Callable[[Compose, Env], None]:
+    """Replace (or, for None, drop) the list item of ``path`` that starts with ``old``."""
+
+    def mutate(compose: Compose, env: Env) -> None:
+        *parents, last = path.split(".")
+        node = services(compose)
+        for key in parents:
+            node = node[key]
+        items = [item for item in node[last] if not str(item).startswith(old)]
+        assert len(items) == len(node[last]) - 1, f"{old!r} not in {path}"
+        index = next(i for i, item in enumerate(node[last]) if str(item).startswith(old))
+        node[last] = items if new is None else [*items[:index], new, *items[index:]]
+
+    return mutate
+
+
+def hard_code_env(
+    service: str, key: str, variable: str, template: str
+) -> Callable[[Compose, Env], None]:
+    """Put the env file's current value into the compose file literally."""
+
+    def mutate(compose: Compose, env: Env) -> None:
+        services(compose)[service][key] = template.format(env[variable])
+
+    return mutate
+
+
+def hard_code_retention(compose: Compose, env: Env) -> None:
+    flag = "--storage.tsdb.retention.time="
+    replace_in_list("prometheus.command", flag, flag + env["PROMETHEUS_RETENTION_TIME"])(
+        compose, env
+    )
+
+
+MUTATIONS = (
+    Mutation("drop-node-exporter", cm.check_services, set_in("node-exporter", None), "missing"),
+    Mutation(
+        "agent-other-dockerfile",
+        cm.check_services,
+        set_in("neuros.build.dockerfile", "Dockerfile"),
+        "neuros/Dockerfile",
+    ),
+    Mutation(
+        "latest-in-compose",
+        cm.check_images,
+        set_in("prometheus.image", "prom/prometheus:latest"),
+        "prometheus: image 'prom/prometheus:latest' is not pinned",
+    ),
+    Mutation(
+        "untagged", cm.check_images, set_env("ALERTMANAGER_IMAGE", "prom/alertmanager"), "no tag"
+    ),
+    Mutation(
+        "minor-only-tag", cm.check_images, set_env("GRAFANA_IMAGE", "grafana/grafana:11.6"), "exact"
+    ),
+    Mutation(
+        "prometheus-2",
+        cm.check_images,
+        set_env("PROMETHEUS_IMAGE", "prom/prometheus:v2.55.1"),
+        "major version 3",
+    ),
+    Mutation(
+        "tempo-3", cm.check_images, set_env("TEMPO_IMAGE", "grafana/tempo:3.0.0"), "major version 2"
+    ),
+    Mutation(
+        "core-collector",
+        cm.check_images,
+        set_env("OTELCOL_IMAGE", "otel/opentelemetry-collector:0.144.0"),
+        "contrib",
+    ),
+    Mutation(
+        "grafana-12",
+        cm.check_images,
+        set_env("GRAFANA_IMAGE", "grafana/grafana:12.0.0"),
+        "dashboards SDK",
+    ),
+    Mutation(
+        "image-hard-coded",
+        cm.check_image_variables,
+        hard_code_env("alertmanager", "image", "ALERTMANAGER_IMAGE", "{}"),
+        "alertmanager: image",
+    ),
+    Mutation(
+        "config-not-read-only",
+        cm.check_config_mounts,
+        replace_in_list("prometheus.volumes", "./prometheus:", "./prometheus:/etc/prometheus"),
+        "prometheus: bind mount /etc/prometheus is not read-only",
+    ),
+    Mutation(
+        "config-not-mounted",
+        cm.check_config_mounts,
+        replace_in_list("otel-collector.volumes", "./otel:", None),
+        "./otel is not bind-mounted",
+    ),
+    Mutation(
+        "config-flag-elsewhere",
+        cm.check_config_mounts,
+        set_in("tempo.command", ["-config.file=/etc/tempo/missing.yml"]),
+        "tempo: -config.file",
+    ),
+    Mutation(
+        "dashboards-mounted-elsewhere",
+        cm.check_config_mounts,
+        replace_in_list(
+            "grafana.volumes", "./grafana/dashboards:", "./grafana/dashboards:/dashboards:ro"
+        ),
+        "provider path",
+    ),
+    Mutation(
+        "agent-exports-grpc-port",
+        cm.check_wiring,
+        set_in("neuros.environment.OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4317"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ),
+    Mutation(
+        "depends-on-started",
+        cm.check_wiring,
+        set_in("grafana.depends_on.prometheus.condition", "service_started"),
+        "grafana: depends_on prometheus",
+    ),
+    Mutation(
+        "no-healthcheck",
+        cm.check_healthchecks,
+        set_in("alertmanager.healthcheck", None),
+        "alertmanager: no healthcheck",
+    ),
+    Mutation(
+        "healthcheck-curl",
+        cm.check_healthchecks,
+        set_in("grafana.healthcheck.test", ["CMD", "curl", "-f", "http://127.0.0.1:3000/"]),
+        "'curl'",
+    ),
+    Mutation("no-restart", cm.check_healthchecks, set_in("tempo.restart", "no"), "tempo: restart"),
+    Mutation(
+        "data-on-bind-mount",
+        cm.check_data_volumes,
+        replace_in_list("prometheus.volumes", "prometheus-data:", "./data:/prometheus"),
+        "prometheus: no named volume at /prometheus",
+    ),
+    Mutation(
+        "db-outside-volume",
+        cm.check_data_volumes,
+        set_in("neuros.environment.NEUROS_DB_PATH", "/var/lib/neuros/neuros.db"),
+        "NEUROS_DB_PATH",
+    ),
+    Mutation(
+        "collector-queue-not-persisted",
+        cm.check_data_volumes,
+        replace_in_list("otel-collector.volumes", "otel-queue:", None),
+        "otel-collector: no named volume",
+    ),
+    Mutation(
+        "retention-literal",
+        cm.check_prometheus_flags,
+        replace_in_list(
+            "prometheus.command",
+            "--storage.tsdb.retention.size=",
+            "--storage.tsdb.retention.size=50GB",
+        ),
+        "retention.size",
+    ),
+    Mutation(
+        "no-remote-write",
+        cm.check_prometheus_flags,
+        replace_in_list("prometheus.command", "--web.enable-remote-write-receiver", None),
+        "--web.enable-remote-write-receiver",
+    ),
+    Mutation(
+        "retention-ignores-variable",
+        cm.check_retention_variable,
+        hard_code_retention,
+        "PROMETHEUS_RETENTION_TIME",
+    ),
+    Mutation(
+        "no-memory-limit",
+        cm.check_limits,
+        set_in("alertmanager.deploy", None),
+        "alertmanager: no memory limit",
+    ),
+    Mutation(
+        "uncapped-logs",
+        cm.check_limits,
+        set_in("grafana.logging", {"driver": "json-file", "options": {"max-size": "10m"}}),
+        "grafana: logging has no max-file",
+    ),
+    Mutation(
+        "local-log-driver",
+        cm.check_limits,
+        set_in("tempo.logging", {"driver": "local"}),
+        "tempo: logging driver",
+    ),
+    Mutation(
+        "publish-prometheus",
+        cm.check_ports,
+        set_in("prometheus.ports", ["${BIND_ADDRESS:-127.0.0.1}:9090:9090"]),
+        "prometheus: publishes",
+    ),
+    Mutation(
+        "publish-all-interfaces",
+        cm.check_ports,
+        set_in("grafana.ports", ["3000:3000"]),
+        "grafana: port 3000 binds",
+    ),
+    Mutation(
+        "bind-address-in-env-example",
+        cm.check_ports,
+        set_env("BIND_ADDRESS", "0.0.0.0"),
+        "not 127.0.0.1",
+    ),
+    Mutation(
+        "bind-address-ignored",
+        cm.check_bind_address_variable,
+        set_in("neuros.ports", ["127.0.0.1:8000:8000"]),
+        "neuros: port 8000 ignores BIND_ADDRESS",
+    ),
+    Mutation(
+        "password-default",
+        cm.check_grafana_security,
+        set_in(
+            "grafana.environment.GF_SECURITY_ADMIN_PASSWORD", "${GRAFANA_ADMIN_PASSWORD:-admin}"
+        ),
+        "GRAFANA_ADMIN_PASSWORD unset",
+    ),
+    Mutation(
+        "password-may-be-empty",
+        cm.check_grafana_security,
+        set_in(
+            "grafana.environment.GF_SECURITY_ADMIN_PASSWORD", "${GRAFANA_ADMIN_PASSWORD?required}"
+        ),
+        "GRAFANA_ADMIN_PASSWORD empty",
+    ),
+    Mutation(
+        "password-committed",
+        cm.check_grafana_security,
+        set_env("GRAFANA_ADMIN_PASSWORD", "hunter2"),
+        "commits a GRAFANA_ADMIN_PASSWORD",
+    ),
+    Mutation(
+        "anonymous-grafana",
+        cm.check_grafana_security,
+        set_in("grafana.environment.GF_AUTH_ANONYMOUS_ENABLED", "true"),
+        "GF_AUTH_ANONYMOUS_ENABLED",
+    ),
+    Mutation(
+        "sign-up-open",
+        cm.check_grafana_security,
+        set_in("grafana.environment.GF_USERS_ALLOW_SIGN_UP", "true"),
+        "GF_USERS_ALLOW_SIGN_UP",
+    ),
+    Mutation("root-user", cm.check_hardening, set_in("grafana.user", "0"), "grafana: user"),
+    Mutation("no-user", cm.check_hardening, set_in("prometheus.user", None), "prometheus: user"),
+    Mutation(
+        "new-privileges",
+        cm.check_hardening,
+        set_in("node-exporter.security_opt", None),
+        "node-exporter: no no-new-privileges",
+    ),
+    Mutation(
+        "capabilities-kept",
+        cm.check_hardening,
+        set_in("neuros.cap_drop", None),
+        "neuros: does not cap_drop ALL",
+    ),
+    Mutation(
+        "one-shot-extra-capability",
+        cm.check_hardening,
+        set_in("volume-init.cap_add", ["CHOWN", "DAC_OVERRIDE"]),
+        "volume-init: cap_add ['DAC_OVERRIDE']",
+    ),
+    Mutation(
+        "webhooks-from-tracked-dir",
+        cm.check_secrets_ignored,
+        replace_in_list(
+            "alertmanager.volumes",
+            "${ALERTMANAGER_SECRETS_DIR",
+            "./prometheus:/etc/alertmanager/secrets:ro",
+        ),
+        "is not git-ignored",
+    ),
+)
+
+
+def load_compose() -> Compose:
+    # Through JSON: YAML anchors share one object between services, and a mutation
+    # must change one service only.
+    loaded: Compose = json.loads(json.dumps(yaml.safe_load(cm.COMPOSE_FILE.read_text())))
+    return loaded
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda mutation: mutation.id)
+def test_check_reports_mutation(
+    mutation: Mutation, tmp_path: Path, compose_binary: str, password: str
+) -> None:
+    compose, env = load_compose(), cm.read_env_file(cm.ENV_EXAMPLE)
+    mutation.mutate(compose, env)
+    compose_file, env_file = tmp_path / "docker-compose.yml", tmp_path / "mutated.env"
+    compose_file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    cm.write_env_file(env_file, env)
+    mutated = cm.Stack(compose_binary, password, compose_file=compose_file, env_file=env_file)
+
+    problems = mutation.check(mutated)
+
+    assert any(mutation.expect in problem for problem in problems), (
+        f"{mutation.check.__name__} missed mutation {mutation.id!r}"
+        f" (wanted {mutation.expect!r}): {problems}"
+    )
+
+
+def test_mutation_cases_cover_every_check() -> None:
+    untested = {check.__name__ for check in cm.CHECKS} - {m.check.__name__ for m in MUTATIONS}
+    assert not untested, f"checks never shown to fail: {sorted(untested)}"
+
+
+def test_config_quiet_rejects_an_invalid_file(tmp_path: Path, stack: cm.Stack) -> None:
+    compose = load_compose()
+    services(compose)["grafana"]["not_a_compose_key"] = True
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    invalid = cm.Stack(stack.compose_binary, stack.password, compose_file=compose_file)
+    result = invalid.render("-q")
+    assert result.returncode != 0, "config -q accepted an unknown service key"
+    assert "not_a_compose_key" in result.stderr, result.stderr
