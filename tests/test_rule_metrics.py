@@ -3,57 +3,43 @@ or one scripts/storage-management.sh writes to its textfile-collector file.
 
 Guards against metric-name drift between ``neuros/metrics.py`` and
 ``prometheus/rules/*.yml`` (a rule over a series that does not exist never fires and
-never errors). There is no Python PromQL parser, so metric names are taken from each
-rule's ``expr`` with a token regex, after removing string literals and comments:
-
-* a token is ``neuros_`` followed by word characters, not preceded by a word character
-  or ``:``, and not followed by one either. So recording-rule names such as
-  ``job:neuros_x:rate5m`` or ``neuros_x:ratio`` (which contain colons) are not read as
-  exported metrics;
-* histogram series are compared as exposed: a rule reads ``X_bucket``/``X_count``/
-  ``X_sum``, which are sample names in the scrape, so no suffix mapping is needed (and
-  a rule reading a bare histogram family name is, rightly, reported).
+never errors), against the running agent's exposition rather than the registry
+scripts/check-stack builds. The names a rule reads come from the checker's own PromQL
+parsing (``scripts.check_stack``: promql-parser's AST, so strings, comments and label
+values are never taken for names); a name a recording rule produces is no export.
+Histogram series are compared as exposed: a rule reads ``X_bucket``/``X_count``/
+``X_sum``, which are sample names in the scrape, so no suffix mapping is needed (and a
+rule reading a bare histogram family name is, rightly, reported).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
+import promql_parser
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from neuros.metrics import PREFIX
+from scripts import check_stack as cs
 from tests.conftest import LiveAgent, reading
 from tests.stub_docker import install_stub_docker, run_storage_script
 from tests.tooling import REPO_ROOT
 
-RULES_DIR = REPO_ROOT / "prometheus" / "rules"
 
-METRIC_TOKEN = re.compile(r"(?<![\w:])neuros_\w+(?![\w:])")
-# PromQL strings: "..." and '...' with backslash escapes, and `raw` strings.
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_COMMENT = re.compile(r"#[^\n]*")
-
-
-def metric_names(expr: str) -> set[str]:
-    """``neuros_*`` metric names read by a PromQL expression."""
-    code = _COMMENT.sub(" ", _STRING.sub('""', expr))
-    return set(METRIC_TOKEN.findall(code))
-
-
-def rule_metric_reads(rule_files: Iterable[Path]) -> dict[str, set[str]]:
-    """Metric name -> the rules (``file:name``) whose expression reads it."""
+def rule_metric_reads(repo: Path) -> dict[str, set[str]]:
+    """``neuros_*`` metric name -> the rules (``file:name``) whose expression reads it."""
+    report = cs.Report()
+    rules = cs.load_rules(repo, report)
+    assert not report.findings, report.findings
+    recorded = {rule.name for rule in rules if rule.kind == "record"}
     reads: dict[str, set[str]] = {}
-    for path in rule_files:
-        document: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
-        for group in document.get("groups") or []:
-            for rule in group.get("rules") or []:
-                name = rule.get("alert") or rule.get("record") or "?"
-                for metric in metric_names(str(rule.get("expr", ""))):
-                    reads.setdefault(metric, set()).add(f"{path.name}:{name}")
+    for rule in rules:
+        for name, _job in cs.metric_reads(promql_parser.parse(rule.expr)).names:
+            if name.startswith(f"{PREFIX}_") and name not in recorded:
+                reads.setdefault(name, set()).add(f"{Path(rule.file).name}:{rule.name}")
     return reads
 
 
@@ -70,30 +56,12 @@ def exported_sample_names(exposition: str) -> set[str]:
     }
 
 
-def repo_rule_files() -> list[Path]:
-    return sorted(RULES_DIR.glob("*.yml"))
-
-
 # --- The checker itself ------------------------------------------------------------------
 
 
-def test_token_regex_skips_recording_rule_names_strings_and_comments() -> None:
-    expr = """
-      sum by (job) (rate(neuros_http_requests_total{route=~"neuros_not_a_metric"}[5m]))
-        / job:neuros_http_requests:rate5m
-        + neuros_kpi_hrv_rmssd_seconds:median1h  # neuros_commented_out
-        + histogram_quantile(0.9, neuros_http_request_duration_seconds_bucket)
-        + on() 'neuros_single_quoted' and neuros_users_by_readiness{readiness='low'}
-    """
-    assert metric_names(expr) == {
-        "neuros_http_requests_total",
-        "neuros_http_request_duration_seconds_bucket",
-        "neuros_users_by_readiness",
-    }
-
-
 def test_checker_reports_a_misspelled_metric(tmp_path: Path) -> None:
-    rules = tmp_path / "rules.yml"
+    rules = tmp_path / cs.RULES_DIR / "rules.yml"
+    rules.parent.mkdir(parents=True)
     rules.write_text(
         yaml.safe_dump(
             {
@@ -117,7 +85,7 @@ def test_checker_reports_a_misspelled_metric(tmp_path: Path) -> None:
         )
     )
     exported = {"neuros_http_requests_total", "neuros_readings_accepted_total"}
-    reads = rule_metric_reads([rules])
+    reads = rule_metric_reads(tmp_path)
     assert set(reads) == {"neuros_http_request_total", "neuros_readings_accepted_total"}
     assert missing_metrics(reads, exported) == {
         "neuros_http_request_total": ["rules.yml:job:neuros_http_requests:rate5m"]
@@ -175,9 +143,7 @@ def storage_script_sample_names(tmp_path: Path) -> set[str]:
 def test_every_metric_read_by_a_rule_is_exported(
     live_agent: Callable[..., LiveAgent], tmp_path: Path
 ) -> None:
-    files = repo_rule_files()
-    assert files, f"no rule files in {RULES_DIR}"
-    reads = rule_metric_reads(files)
+    reads = rule_metric_reads(REPO_ROOT)
     assert reads, "no rule reads a neuros_* metric: the check would pass vacuously"
 
     agent = live_agent()
