@@ -1,0 +1,50 @@
+// Breakpoint: a rate rising steadily until the SLO breaks. At what rate does it? The
+// thresholds abort the test there (abortOnFail); the rate reached is the capacity.
+// Run it against a disposable deployment, never production.
+//
+// Environment:
+//   BASE_URL              agent URL (default http://localhost:8000)
+//   K6_RATE               rate at the end of the ramp, if nothing broke before
+//                         (default 20 x the typical 50)
+//   HOLD_DURATION           length of the ramp (default 30m)
+//   K6_ABORT_DELAY        warm-up before abortOnFail thresholds are evaluated (default 30s)
+//   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
+//   K6_MAX_VUS            VU ceiling (default 2 x rate)
+//   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)
+import {
+  SUMMARY_TREND_STATS,
+  TYPICAL_RATE,
+  envDuration,
+  envInt,
+  sloThresholds,
+  vus,
+} from '../lib/config.js';
+import { iteration, prepare } from '../lib/traffic.js';
+
+const slo = JSON.parse(open('../lib/slo.json'));
+const rate = envInt('K6_RATE', 20 * TYPICAL_RATE);
+
+export const options = {
+  scenarios: {
+    breakpoint: {
+      executor: 'ramping-arrival-rate',
+      startRate: 0,
+      timeUnit: '1s',
+      stages: [{ target: rate, duration: envDuration('HOLD_DURATION', '30m') }],
+      ...vus(rate),
+    },
+  },
+  thresholds: sloThresholds(slo, {
+    abortOnFail: true,
+    abortDelay: envDuration('K6_ABORT_DELAY', '30s'),
+  }),
+  summaryTrendStats: SUMMARY_TREND_STATS,
+};
+
+export function setup() {
+  return prepare();
+}
+
+export default function () {
+  iteration();
+}

@@ -1,0 +1,39 @@
+// Smoke: minimal load. Does every route answer correctly, within the SLO, right now?
+// Run it before any other scenario and after every deploy.
+//
+// Environment (defaults give a run under 30 s, setup included):
+//   BASE_URL              agent URL (default http://localhost:8000)
+//   K6_RATE               iterations (= requests) per second (default 5)
+//   HOLD_DURATION           how long (default 15s)
+//   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default 5)
+//   K6_MAX_VUS            VU ceiling (default 10)
+//   K6_USERS              population size, seeded in setup() (default 500)
+//   K6_SEED               PRNG seed of the traffic (default 20261127)
+import { SUMMARY_TREND_STATS, envDuration, envInt, sloThresholds, vus } from '../lib/config.js';
+import { iteration, prepare } from '../lib/traffic.js';
+
+const slo = JSON.parse(open('../lib/slo.json'));
+const rate = envInt('K6_RATE', 5);
+
+export const options = {
+  scenarios: {
+    smoke: {
+      executor: 'constant-arrival-rate',
+      rate,
+      timeUnit: '1s',
+      duration: envDuration('HOLD_DURATION', '15s'),
+      gracefulStop: '5s',
+      ...vus(rate),
+    },
+  },
+  thresholds: sloThresholds(slo),
+  summaryTrendStats: SUMMARY_TREND_STATS,
+};
+
+export function setup() {
+  return prepare();
+}
+
+export default function () {
+  iteration();
+}

@@ -1,0 +1,248 @@
+"""k6/run-load-tests.sh with the real k6 against the real agent, on a short stand-in
+scenario (K6_SCENARIO_DIR) so each run takes a few seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import dashboards, perf_gate
+from tests.conftest import LiveAgent, wait_until
+from tests.prometheus_server import PrometheusServer, prometheus_servers
+from tests.tooling import REPO_ROOT, tool
+
+RUNNER = REPO_ROOT / "k6" / "run-load-tests.sh"
+K6 = REPO_ROOT / ".venv" / "bin" / "k6"
+EXIT_GATE = 3
+# A smoke stand-in: open model, SLO-style thresholds; STANDIN_P95_MS lowers the bar.
+STANDIN = """
+import http from 'k6/http';
+import { check } from 'k6';
+const BASE_URL = __ENV.BASE_URL || 'http://localhost:8000';
+export const options = {
+  scenarios: { smoke: { executor: 'constant-arrival-rate', rate: 10, timeUnit: '1s',
+    duration: __ENV.STANDIN_DURATION || '3s', preAllocatedVUs: 2, maxVUs: 4 } },
+  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'],
+  thresholds: {
+    http_req_failed: ['rate<0.01'],
+    'http_req_duration{expected_response:true}': [`p(95)<${__ENV.STANDIN_P95_MS || 1000}`],
+    checks: ['rate>0.99'],
+  },
+};
+export default function () {
+  check(http.get(`${BASE_URL}/ready`), { 'ready answers 200': (r) => r.status === 200 });
+}
+"""
+
+
+@pytest.fixture
+def k6_bin() -> Path:
+    if not K6.exists():
+        pytest.skip("no .venv/bin/k6: run scripts/test.sh")
+    return K6
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    (scenarios / "smoke.js").write_text(STANDIN, encoding="utf-8")
+    (tmp_path / "baselines").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def agent(live_agent: Callable[..., LiveAgent]) -> LiveAgent:
+    return live_agent()
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    with prometheus_servers(tmp_path) as start:
+        yield start
+
+
+def run(
+    workdir: Path, *args: str, base_url: str = "http://127.0.0.1:9", **env: str
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("K6_")}
+    return subprocess.run(
+        [str(RUNNER), *args],
+        env={
+            **clean,
+            "BASE_URL": base_url,
+            "K6_SCENARIO_DIR": str(workdir / "scenarios"),
+            "K6_BASELINE_DIR": str(workdir / "baselines"),
+            "K6_RESULTS_DIR": str(workdir / "results"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def summaries(workdir: Path) -> list[Path]:
+    return sorted(p for p in (workdir / "results").glob("smoke-*.json") if "latest" not in p.name)
+
+
+def test_help_exits_0(workdir: Path) -> None:
+    result = run(workdir, "--help")
+    assert result.returncode == 0
+    for scenario in ("smoke", "load", "stress", "spike", "soak", "breakpoint", "all", "--gate"):
+        assert scenario in result.stdout
+
+
+@pytest.mark.parametrize("args", [("bogus",), ("smoke", "load"), ("--nope",), ("--html",)])
+def test_usage_errors_exit_2(workdir: Path, args: tuple[str, ...]) -> None:
+    result = run(workdir, *args)
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+
+
+def test_k6_duration_shortcut_is_refused(workdir: Path) -> None:
+    result = run(workdir, "smoke", K6_DURATION="5s")
+    assert result.returncode == 2
+    assert "K6_DURATION" in result.stderr
+
+
+def test_unready_target_runs_no_k6(workdir: Path) -> None:
+    marker = workdir / "k6-ran"
+    stub = workdir / "k6"
+    stub.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    stub.chmod(0o755)
+    result = run(workdir, "smoke", base_url="http://127.0.0.1:9", K6_BIN=str(stub))
+    assert result.returncode == 2
+    assert "/ready is not ready" in result.stderr
+    assert not marker.exists()
+
+
+def test_dry_run_lists_every_scenario_in_order(workdir: Path, k6_bin: Path) -> None:
+    result = run(workdir, "all", "--dry-run", "--gate")
+    assert result.returncode == 0, result.stderr
+    headers = [line[2:] for line in result.stdout.splitlines() if line.startswith("# ")]
+    assert headers == ["smoke", "load", "stress", "spike", "soak", "breakpoint"]
+    assert result.stdout.count("perf-gate.sh") == 6
+    assert not (workdir / "results").exists()
+
+
+def test_passing_run_writes_summary_and_prints_its_numbers(
+    workdir: Path, agent: LiveAgent, k6_bin: Path
+) -> None:
+    result = run(workdir, "smoke", base_url=agent.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [summary] = summaries(workdir)
+    latest = workdir / "results" / "smoke-latest.json"
+    assert latest.read_bytes() == summary.read_bytes()
+    numbers = perf_gate.summary_numbers(summary)
+    count = int(json.loads(summary.read_text())["metrics"]["http_reqs"]["count"])
+    assert f"requests      {count} ({numbers[perf_gate.RATE]:.1f}/s)" in result.stdout
+    assert f"p95 {numbers[perf_gate.P95]:.1f} ms" in result.stdout
+    assert "thresholds    3 defined, all passed" in result.stdout
+
+
+def test_crossed_threshold_exits_99(workdir: Path, agent: LiveAgent, k6_bin: Path) -> None:
+    result = run(workdir, "smoke", base_url=agent.url, STANDIN_P95_MS="0.001")
+    assert result.returncode == 99, result.stdout + result.stderr
+    assert "1 crossed: http_req_duration{expected_response:true}: p(95)<0.001" in result.stdout
+    assert "thresholds crossed" in result.stderr
+
+
+def test_gate_passes_on_refreshed_baseline_and_fails_on_doctored_one(
+    workdir: Path, agent: LiveAgent, k6_bin: Path
+) -> None:
+    baseline = workdir / "baselines" / "smoke.json"
+    # Latency tolerances wide enough that run-to-run noise on a busy machine never
+    # trips them: the doctored number below must be the only regression.
+    tolerances: dict[str, Any] = {
+        perf_gate.P95: {"max_increase_pct": 20, "max_increase_abs": 1000},
+        perf_gate.P99: {"max_increase_pct": 20, "max_increase_abs": 1000},
+        perf_gate.RATE: {"max_decrease_pct": 10},
+        perf_gate.FAILED: {"max_increase_abs": 0.001},
+    }
+    baseline.write_text(json.dumps({"tolerances": tolerances}))
+    refreshed = run(workdir, "smoke", "--update-baseline", "--gate", base_url=agent.url)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    document = json.loads(baseline.read_text())
+    [summary] = summaries(workdir)
+    numbers = perf_gate.summary_numbers(summary)
+    assert document[perf_gate.P95] == round(numbers[perf_gate.P95], 4)
+    assert document["tolerances"] == tolerances
+    assert "PASS" in refreshed.stdout
+    # A baseline that claims far more throughput than the run's arrival rate.
+    document[perf_gate.RATE] = numbers[perf_gate.RATE] * 10
+    baseline.write_text(json.dumps(document))
+    gated = run(workdir, "smoke", "--gate", base_url=agent.url)
+    assert gated.returncode == EXIT_GATE, gated.stdout + gated.stderr
+    assert f"regression in {perf_gate.RATE}" in gated.stdout
+    assert "performance gate failed" in gated.stderr
+
+
+def test_html_report_and_prometheus_remote_write(
+    workdir: Path,
+    agent: LiveAgent,
+    k6_bin: Path,
+    prometheus_server: Callable[..., PrometheusServer],
+) -> None:
+    prometheus = prometheus_server({"global": {"scrape_interval": "1m"}, "scrape_configs": []})
+    report = workdir / "report.html"
+    result = run(
+        workdir,
+        "smoke",
+        "--html",
+        str(report),
+        "--prometheus",
+        prometheus.url,
+        base_url=agent.url,
+        K6_WEB_DASHBOARD_PERIOD="1s",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.stat().st_size > 10_000
+    assert report.read_text(errors="replace").rstrip().endswith("</html>")
+    names = (dashboards.K6_REQUESTS, dashboards.K6_DURATION_P99, dashboards.K6_VUS)
+    wait_until(
+        lambda: all(prometheus.query(name) for name in names),
+        timeout=15,
+        what=f"{', '.join(names)} in Prometheus",
+    )
+    [series] = prometheus.query(f"sum({dashboards.K6_REQUESTS})")
+    count = json.loads(summaries(workdir)[0].read_text())["metrics"]["http_reqs"]["count"]
+    assert float(series["value"][1]) == count
+
+
+def test_prometheus_port_override_publishes_only_prometheus_on_loopback() -> None:
+    """The override the README gives for --prometheus: loopback, Prometheus only."""
+    rendered = subprocess.run(
+        [
+            tool("docker-compose"),
+            "--env-file",
+            ".env.example",
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "k6/prometheus-port.yml",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    services = json.loads(rendered.stdout)["services"]
+    published = {
+        name: {(port["host_ip"], int(port["published"])) for port in service.get("ports", [])}
+        for name, service in services.items()
+        if service.get("ports")
+    }
+    assert published["prometheus"] == {("127.0.0.1", 9090)}
+    assert set(published) == {"neuros", "grafana", "prometheus"}
