@@ -41,6 +41,8 @@ readonly STAMP_FORMAT="neuros-tools-v1"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
+# shellcheck source=scripts/lib/debian-archive.sh
+source "${REPO_ROOT}/scripts/lib/debian-archive.sh"
 TOOLS_DIR="${NEUROS_TOOLS_DIR:-${REPO_ROOT}/.tools}"
 DRY_RUN=0
 FORCE=0
@@ -87,29 +89,6 @@ run() {
   else
     "$@"
   fi
-}
-
-# Prints the Debian archive URI the host's apt already uses.
-archive_uri() {
-  if [[ -n "${NEUROS_DEBIAN_URI:-}" ]]; then
-    echo "${NEUROS_DEBIAN_URI}"
-    return
-  fi
-  local uri=""
-  local deb822="/etc/apt/sources.list.d/debian.sources"
-  if [[ -r "${deb822}" ]]; then
-    uri="$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
-      "${deb822}")"
-  fi
-  if [[ -z "${uri}" && -r /etc/apt/sources.list ]]; then
-    uri="$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) \
-      if ($i ~ /^[a-z+]+:\/\// && $i !~ /security/) { print $i; exit } }' /etc/apt/sources.list)"
-  fi
-  if [[ -z "${uri}" ]]; then
-    die "cannot find a Debian archive URI in ${deb822} (URIs: line) or" \
-      "/etc/apt/sources.list; set NEUROS_DEBIAN_URI"
-  fi
-  echo "${uri}"
 }
 
 # Prints the host's Debian codename (e.g. bookworm).

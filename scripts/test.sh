@@ -106,6 +106,15 @@ main() {
       exit 1
     }
   fi
+  # Also with --no-install: it is quick when nothing changed, and it rebuilds the
+  # agent image from the code under test, so the Docker tests never run a stale one.
+  if [[ "${NEUROS_TEST_DOCKER:-}" == "1" ]]; then
+    log "Docker engine and images (scripts/docker-setup.sh)"
+    bash "${REPO_ROOT}/scripts/docker-setup.sh" || {
+      err "scripts/docker-setup.sh failed"
+      exit 1
+    }
+  fi
   export PATH="${NEUROS_TOOLS_DIR}/bin:${VENV}/bin:${PATH}"
   export VIRTUAL_ENV="${VENV}"
 

@@ -217,7 +217,7 @@ def test_entrypoint_and_cmd_use_exec_form() -> None:
     assert entrypoint is not None
 
     assert entrypoint.exec_form() == ["python3", "-m", "neuros"], (
-        "exec form, so that the agent is PID 1 and receives SIGTERM"
+        "exec form, so that the agent itself (not a shell) receives SIGTERM"
     )
     for cmd in final.all("CMD"):
         assert cmd.exec_form() is not None, f"line {cmd.line}: CMD in shell form"

@@ -1,0 +1,362 @@
+"""docker-compose.yml brought up for real: the agent, Prometheus and Alertmanager.
+
+One stack per module (``up --no-deps neuros prometheus alertmanager``, images from
+scripts/docker-setup.sh), then each test proves one property of the running stack:
+Docker healthchecks pass, the agent runs as the compose file's uid, Prometheus scrapes
+the agent by service name, loads every rule group and reaches Alertmanager, a posted
+reading shows up in Prometheus (with its trace as exemplar), and the retention flags
+are .env.example's. A stack of its own proves ``down -v`` leaves nothing behind.
+Names and values come from the files that define them, never retyped here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from neuros.api.readings import INGEST_ROUTE_NAME, router
+from neuros.metrics import build_metrics
+from tests import dockerstack
+from tests.conftest import reading
+from tests.dockerstack import ComposeStack, StartStack, env_example, exposed_port, wait_for
+from tests.tooling import REPO_ROOT
+
+Test = TypeVar("Test", bound=Callable[..., None])
+
+
+def on_stack(test: Test) -> Test:
+    """Marks a test that needs the real stack (and so Docker)."""
+    return cast(Test, pytest.mark.slow(pytest.mark.docker(test)))
+
+
+docker_stack = dockerstack.docker_stack
+docker_stack_module = dockerstack.docker_stack_module
+
+AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
+SERVICES = (AGENT, PROMETHEUS, ALERTMANAGER)
+PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+READINGS_POSTED = 3
+HEALTHY_DEADLINE = 120.0
+
+
+def _config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    return config
+
+
+# Prometheus' duration and byte-size units (docs/storage.md: sizes are powers of 2,
+# "so 1KB is 1024B"; durations y, w, d, h, m, s, ms).
+DURATION_UNITS = {
+    "y": 365 * 86400,
+    "w": 7 * 86400,
+    "d": 86400,
+    "h": 3600,
+    "m": 60,
+    "s": 1,
+    "ms": 0.001,
+}
+DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+SIZE = re.compile(r"(\d+)([KMGTPE]?)i?B")
+
+
+def _seconds(duration: str) -> float:
+    parts = DURATION.findall(duration)
+    assert parts, f"bad duration {duration!r}"
+    assert "".join(n + u for n, u in parts) == duration, f"bad duration {duration!r}"
+    return sum(int(number) * DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _bytes(size: str) -> int:
+    found = SIZE.fullmatch(size)
+    assert found, f"bad size {size!r}"
+    power = " KMGTPE".index(found[2] or " ")
+    return int(found[1]) << (10 * power)
+
+
+# Several scrape intervals: the first scrape may come before the agent listens.
+SCRAPE_DEADLINE = 4 * _seconds(_config()["global"]["scrape_interval"]) + 10
+
+
+def _agent_target() -> tuple[str, str]:
+    """(job, instance) of the scrape job whose target is the agent's compose service."""
+    found = [
+        (str(job["job_name"]), str(target))
+        for job in _config()["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static.get("targets", [])
+        if str(target).rpartition(":")[0] == AGENT
+    ]
+    assert len(found) == 1, f"expected one scrape target on service {AGENT!r}: {found}"
+    return found[0]
+
+
+METRICS = build_metrics()
+ACCEPTED_FAMILY = next(iter(METRICS.readings_accepted.describe())).name
+LATENCY_FAMILY = next(iter(METRICS.http_request_duration.describe())).name
+
+
+def _sample_name(family: str) -> str:
+    """Name of the first sample of a metric family of the agent's registry."""
+    for collected in METRICS.registry.collect():
+        if collected.name == family:
+            return str(collected.samples[0].name)
+    raise AssertionError(f"the agent's registry has no metric {family!r}")
+
+
+@dataclass
+class Timings:
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.stages.append((name, time.monotonic() - start))
+
+    def report(self) -> str:
+        lines = [f"  {name:<44} {seconds:6.1f} s" for name, seconds in self.stages]
+        return "\n".join(["docker compose stage timings:", *lines])
+
+
+@pytest.fixture(scope="module")
+def timings(request: pytest.FixtureRequest) -> Iterator[Timings]:
+    recorded = Timings()
+    yield recorded
+    if recorded.stages:
+        dockerstack.show(request, recorded.report())
+
+
+@pytest.fixture(scope="module")
+def stack(docker_stack_module: StartStack, timings: Timings) -> ComposeStack:
+    with timings.stage(f"up --no-deps {' '.join(SERVICES)}"):
+        started = docker_stack_module(SERVICES)
+    for service in SERVICES:
+        with timings.stage(f"{service} healthy (Docker healthcheck)"):
+            started.wait_healthy(service, timeout=HEALTHY_DEADLINE)
+    return started
+
+
+def _series(stack: ComposeStack, promql: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = stack.prometheus_api("query", query=promql)["result"]
+    return result
+
+
+def _agent_counter(stack: ComposeStack, sample: str) -> float:
+    """The agent's own current value of ``sample``, read on its published port."""
+    text = httpx.get(f"{stack.agent_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample:
+                return float(found.value)
+    raise AssertionError(f"the agent does not expose {sample}")
+
+
+@on_stack
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_passes_its_docker_healthcheck(stack: ComposeStack, service: str) -> None:
+    assert stack.health(service) == "healthy"
+
+
+@on_stack
+def test_agent_runs_as_the_compose_user(stack: ComposeStack) -> None:
+    uid, _, gid = str(dockerstack.compose_service(AGENT)["user"]).partition(":")
+    status = Path(f"/proc/{stack.host_pid(AGENT)}/status").read_text()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()[:10]}
+    # Real, effective, saved and filesystem ids.
+    assert ids["Uid"] == [uid] * 4
+    assert ids["Gid"] == [gid] * 4
+
+
+@on_stack
+def test_prometheus_scrapes_the_agent_by_service_name(
+    stack: ComposeStack, timings: Timings
+) -> None:
+    job, instance = _agent_target()
+    promql = f'up{{job="{job}",instance="{instance}"}} == 1'
+    with timings.stage(f"first successful scrape of {instance}"):
+        wait_for(
+            lambda: len(_series(stack, promql)) == 1,
+            timeout=SCRAPE_DEADLINE,
+            what=promql,
+            details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
+        )
+
+
+@on_stack
+def test_prometheus_loads_every_rule_group(stack: ComposeStack) -> None:
+    want: list[str] = []
+    for pattern in _config()["rule_files"]:
+        for path in sorted(PROMETHEUS_CONFIG.parent.glob(pattern)):
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            want += [str(group["name"]) for group in document["groups"]]
+    assert want, "no rule groups found in the rule files"
+
+    groups = stack.prometheus_api("rules")["groups"]
+    assert sorted(group["name"] for group in groups) == sorted(want)
+    broken = [
+        (rule["name"], rule.get("lastError"))
+        for group in groups
+        for rule in group["rules"]
+        if rule.get("health") == "err"
+    ]
+    assert broken == []
+
+
+@on_stack
+def test_prometheus_reaches_alertmanager(stack: ComposeStack) -> None:
+    targets = [
+        str(target)
+        for manager in _config()["alerting"]["alertmanagers"]
+        for static in manager.get("static_configs", [])
+        for target in static.get("targets", [])
+    ]
+    # The configured target is the Alertmanager service on the port it exposes.
+    assert targets == [f"{ALERTMANAGER}:{exposed_port(ALERTMANAGER)}"]
+
+    def active() -> list[str]:
+        managers = stack.prometheus_api("alertmanagers")["activeAlertmanagers"]
+        return [httpx.URL(manager["url"]).netloc.decode() for manager in managers]
+
+    wait_for(
+        lambda: active() == targets,
+        timeout=30,
+        what=f"{targets} among Prometheus' active Alertmanagers",
+        details=lambda: f"active: {active()}",
+    )
+
+
+@on_stack
+def test_posted_readings_reach_prometheus(stack: ComposeStack, timings: Timings) -> None:
+    job, instance = _agent_target()
+    sample = _sample_name(ACCEPTED_FAMILY)
+    # Read at the source: any earlier test's readings are counted, scraped or not.
+    before = _agent_counter(stack, sample)
+    user = f"compose-{secrets.token_hex(4)}"
+    batch = [reading(f"2026-11-{day:02d}T07:00:00+00:00") for day in range(1, 1 + READINGS_POSTED)]
+    path = router.url_path_for(INGEST_ROUTE_NAME, user_id=user)
+    response = httpx.post(f"{stack.agent_url}{path}", json={"readings": batch}, timeout=10)
+    assert response.status_code == 201, response.text
+    assert response.json()["accepted"] == READINGS_POSTED
+
+    promql = f'{sample}{{job="{job}",instance="{instance}"}}'
+    want = before + READINGS_POSTED
+
+    def value() -> float | None:
+        series = _series(stack, promql)
+        return float(series[0]["value"][1]) if len(series) == 1 else None
+
+    with timings.stage(f"{READINGS_POSTED} posted readings visible in Prometheus"):
+        wait_for(
+            lambda: value() == want,
+            timeout=SCRAPE_DEADLINE,
+            what=f"{promql} == {want}",
+            details=lambda: f"last value: {value()}",
+        )
+
+
+@on_stack
+def test_request_traces_are_stored_as_exemplars(stack: ComposeStack) -> None:
+    """Exemplar storage is on: a request's trace id, sent as its W3C parent, comes
+    back from Prometheus as the exemplar of the agent's latency histogram."""
+    job, _ = _agent_target()
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    path = router.url_path_for(INGEST_ROUTE_NAME, user_id=f"compose-{secrets.token_hex(4)}")
+    response = httpx.post(
+        f"{stack.agent_url}{path}", json={"readings": [reading()]}, headers=headers, timeout=10
+    )
+    assert response.status_code == 201, response.text
+
+    bucket = f'{LATENCY_FAMILY}_bucket{{job="{job}"}}'
+    flags = stack.prometheus_api("status/flags")
+    assert "exemplar-storage" in flags["enable-feature"].split(",")
+
+    def trace_ids() -> set[str]:
+        now = time.time()
+        found = stack.prometheus_api(
+            "query_exemplars", query=bucket, start=str(now - 3600), end=str(now + 60)
+        )
+        return {
+            exemplar["labels"].get("trace_id", "")
+            for series in found
+            for exemplar in series["exemplars"]
+        }
+
+    wait_for(
+        lambda: trace_id in trace_ids(),
+        timeout=SCRAPE_DEADLINE,
+        what=f"an exemplar with trace_id {trace_id} on {bucket}",
+        details=lambda: f"trace ids stored: {sorted(trace_ids())}",
+    )
+
+
+@on_stack
+def test_retention_in_effect_is_the_env_example_values(stack: ComposeStack) -> None:
+    pinned = env_example()
+    time_bound, size_bound = (
+        pinned["PROMETHEUS_RETENTION_TIME"],
+        pinned["PROMETHEUS_RETENTION_SIZE"],
+    )
+    flags = stack.prometheus_api("status/flags")
+    assert flags["storage.tsdb.retention.time"] == time_bound
+    # Prometheus prints the size back normalised (5GB -> 5GiB: the same bytes).
+    assert _bytes(flags["storage.tsdb.retention.size"]) == _bytes(size_bound)
+    # What the TSDB actually enforces, from Prometheus' own metrics.
+    own = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(stack.fetch(PROMETHEUS, "/metrics"))
+        for sample in family.samples
+    }
+    assert own["prometheus_tsdb_retention_limit_seconds"] == _seconds(time_bound)
+    assert own["prometheus_tsdb_retention_limit_bytes"] == _bytes(size_bound)
+
+
+@on_stack
+def test_down_removes_containers_and_volumes(docker_stack: StartStack, timings: Timings) -> None:
+    with timings.stage("separate stack: up"):
+        own = docker_stack(SERVICES)
+    containers, volumes = own.project_containers(), own.project_volumes()
+    assert len(containers) == len(SERVICES)
+    named = {
+        str(volume).split(":")[0]
+        for service in SERVICES
+        for volume in dockerstack.compose_service(service).get("volumes", [])
+        if not str(volume).startswith((".", "/", "$"))
+    }
+    assert sorted(volumes) == sorted(f"{own.project}_{name}" for name in named)
+    with timings.stage("separate stack: down -v --remove-orphans"):
+        own.down()
+    assert own.project_containers() == []
+    assert own.project_volumes() == []
+
+
+def test_docker_tests_are_skipped_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEUROS_TEST_DOCKER", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="NEUROS_TEST_DOCKER=1"):
+        dockerstack.require_docker()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("CI", "true"), ("NEUROS_TEST_DOCKER", "1")])
+def test_docker_tests_fail_when_asked_for_without_docker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+) -> None:
+    monkeypatch.delenv("NEUROS_TEST_DOCKER", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker CLI
+    with pytest.raises(pytest.fail.Exception, match="docker CLI is not on PATH"):
+        dockerstack.require_docker()
