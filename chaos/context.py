@@ -1,0 +1,36 @@
+"""What activities share during one experiment run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos.docker import Project
+
+
+@dataclass
+class Context:
+    project: Project
+    base_url: str
+    tc_image: str
+    configuration: dict[str, Any]
+    saved: dict[str, Any] = field(default_factory=dict)
+    # Wall-clock instants (epoch seconds) named by an activity's "mark".
+    marks: dict[str, float] = field(default_factory=dict)
+    # Per write key: the synthetic user and instant of an acknowledged reading.
+    readings: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # (alert, state) -> first epoch second it was seen.
+    alerts_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def scope(self) -> dict[str, Any]:
+        return {**self.configuration, "saved": self.saved, "marks": self.marks}
+
+    def since(self, mark: str) -> float:
+        return self.marks.get(mark, time.time())
+
+    def saw_alert(self, alert: str, state: str, at: float) -> None:
+        key = (alert, state)
+        self.alerts_seen[key] = min(at, self.alerts_seen.get(key, at))

@@ -1,0 +1,253 @@
+"""Probes: read-only observations of the agent, its container and Prometheus.
+
+Each takes the run context and the provider's arguments and returns a JSON value; an
+exception means the probe could not observe anything (its message is the report's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from chaos.context import Context
+
+PROMETHEUS_SERVICE = "prometheus"
+PROMETHEUS_API = "http://127.0.0.1:9090/api/v1"
+_ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A plausible RR series (ms); only its length varies between experiments.
+_RR = (800, 810, 790, 805, 795)
+
+
+class ProbeError(Exception):
+    """The probe could not observe (target missing, bad answer)."""
+
+
+def _request(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http only
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return int(answer.status), bytes(answer.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def http(ctx: Context, args: dict[str, Any]) -> int:
+    """Status of ``method path`` on the agent's published port; 0 when unreachable."""
+    status, _ = _request(
+        ctx.base_url + str(args["path"]),
+        str(args.get("method", "GET")),
+        timeout=float(args.get("timeout", 3)),
+    )
+    return status
+
+
+def container(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return ctx.project.container(str(args["service"])).summary()
+
+
+def _reading(recorded_at: str, rr_count: int) -> dict[str, Any]:
+    rr = [_RR[i % len(_RR)] for i in range(rr_count)]
+    return {"recorded_at": recorded_at, "rr_intervals_ms": rr}
+
+
+def _unique_reading() -> tuple[str, str]:
+    """A synthetic user (never a real one) and a distinct instant."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return f"chaos-{uuid.uuid4().hex[:16]}", now.isoformat()
+
+
+def reading_write(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Writes one reading; remembered under ``key`` once acknowledged (201)."""
+    user, at = _unique_reading()
+    status, _ = _request(
+        f"{ctx.base_url}/v1/users/{user}/readings", "POST", {"readings": [_reading(at, 5)]}
+    )
+    if status == 201:
+        ctx.readings[str(args["key"])] = (user, at)
+    return {"status": status, "acknowledged": status == 201}
+
+
+def reading_read(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Reads back the reading written under ``key``: ``found`` when the KPIs are as of
+    its instant."""
+    key = str(args["key"])
+    if key not in ctx.readings:
+        raise ProbeError(f"no acknowledged reading under {key!r} to read back")
+    user, at = ctx.readings[key]
+    status, body = _request(f"{ctx.base_url}/v1/users/{user}/kpis")
+    found = False
+    if status == 200:
+        as_of = json.loads(body).get("as_of")
+        found = as_of is not None and datetime.fromisoformat(as_of) == datetime.fromisoformat(at)
+    return {"status": status, "found": found}
+
+
+def _prometheus(ctx: Context, endpoint: str, params: dict[str, str] | None = None) -> Any:
+    raw = ctx.project.http_get(PROMETHEUS_SERVICE, f"{PROMETHEUS_API}/{endpoint}", params)
+    answer = json.loads(raw)
+    if answer.get("status") != "success":
+        raise ProbeError(f"Prometheus {endpoint}: {answer.get('error', answer)}")
+    return answer["data"]
+
+
+def prometheus_query(ctx: Context, args: dict[str, Any]) -> float | None:
+    """The first sample of an instant query, None when the result is empty."""
+    data = _prometheus(ctx, "query", {"query": str(args["query"])})
+    if not data["result"]:
+        return None
+    value = float(data["result"][0]["value"][1])
+    return None if math.isnan(value) else value
+
+
+def _live_alerts(ctx: Context) -> dict[str, str]:
+    """Alert name -> its most severe live state (firing over pending)."""
+    states: dict[str, str] = {}
+    for alert in _prometheus(ctx, "alerts")["alerts"]:
+        name, state = alert["labels"]["alertname"], alert["state"]
+        if states.get(name) != "firing":
+            states[name] = state
+    return states
+
+
+def prometheus_alert(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Has ``alert`` reached ``state`` since the mark ``since``? For pending/firing the
+    ALERTS series is read too, so an alert that fired and resolved between two polls
+    still counts, at Prometheus' own evaluation time. ``inactive``: not active now."""
+    alert, wanted = str(args["alert"]), str(args.get("state", "firing"))
+    if not _ALERT_NAME.match(alert):
+        raise ProbeError(f"{alert!r} is not an alert name")
+    now = time.time()
+    live = _live_alerts(ctx).get(alert, "inactive")
+    ctx.saw_alert(alert, live, now)
+    if wanted == "inactive":
+        return {"state": live, "seen": live == "inactive", "at": now}
+    since = ctx.since(str(args.get("since", "fault")))
+    accepted = ["firing"] if wanted == "firing" else ["pending", "firing"]
+    window = max(5, math.ceil(now - since) + 5)
+    query = f'ALERTS{{alertname="{alert}",alertstate=~"{"|".join(accepted)}"}}[{window}s]'
+    first: float | None = None
+    for series in _prometheus(ctx, "query", {"query": query})["result"]:
+        state = series["metric"]["alertstate"]
+        stamps = [float(ts) for ts, _ in series["values"] if float(ts) >= since]
+        if stamps:
+            ctx.saw_alert(alert, state, min(stamps))
+            first = min(stamps) if first is None else min(first, min(stamps))
+    if first is None and live in accepted:
+        first = now
+    return {"state": live, "seen": first is not None, "at": first}
+
+
+def prometheus_firing(ctx: Context, args: dict[str, Any]) -> list[str]:
+    """Names of the alerts firing now."""
+    return sorted(name for name, state in _live_alerts(ctx).items() if state == "firing")
+
+
+def prometheus_gap(ctx: Context, args: dict[str, Any]) -> float:
+    """Largest interval (s) between raw samples of ``selector`` since the mark."""
+    since = ctx.since(str(args.get("since", "fault")))
+    window = max(5, math.ceil(time.time() - since) + int(args.get("margin_s", 30)))
+    query = f"{args['selector']}[{window}s]"
+    result = _prometheus(ctx, "query", {"query": query})["result"]
+    if not result:
+        raise ProbeError(f"no samples of {args['selector']} in the last {window}s")
+    stamps = sorted(float(ts) for ts, _ in result[0]["values"])
+    return round(max((b - a for a, b in itertools.pairwise(stamps)), default=0.0), 3)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = max(0, math.ceil(fraction * len(ordered)) - 1)
+    return ordered[index]
+
+
+def light_load(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """``requests`` writes (or until ``duration_s`` / the run's stop) at ``rate_per_s``,
+    one synthetic user each; a failure is anything but 201. ``rr_count`` sizes the body:
+    a body beyond the initial TCP window needs round trips the server-side latency sees."""
+    total = int(args.get("requests", 0)) or None
+    duration = float(args.get("duration_s", 0)) or None
+    interval = 1.0 / float(args.get("rate_per_s", 5))
+    rr_count = int(args.get("rr_count", 5))
+    started = time.time()
+    latencies: list[float] = []
+    failures = 0
+    while not ctx.stop.is_set():
+        if total is not None and len(latencies) >= total:
+            break
+        if duration is not None and time.time() - started >= duration:
+            break
+        user, at = _unique_reading()
+        begin = time.perf_counter()
+        status, _ = _request(
+            f"{ctx.base_url}/v1/users/{user}/readings",
+            "POST",
+            {"readings": [_reading(at, rr_count)]},
+            timeout=10,
+        )
+        elapsed = time.perf_counter() - begin
+        latencies.append(elapsed)
+        failures += status != 201
+        ctx.stop.wait(max(0.0, interval - elapsed))
+    if not latencies:
+        raise ProbeError("no request was sent")
+    return {
+        "requests": len(latencies),
+        "failures": failures,
+        "p50_ms": round(1000 * _percentile(latencies, 0.5), 1),
+        "p95_ms": round(1000 * _percentile(latencies, 0.95), 1),
+        "started_at": started,
+        "ended_at": time.time(),
+    }
+
+
+def tempo_search(ctx: Context, args: dict[str, Any]) -> int:
+    """Traces of ``service_name`` Tempo finds in the window of a saved load result."""
+    window = ctx.saved[str(args["window_of"])]
+    params = {
+        "tags": f"service.name={args.get('service_name', 'neuros')}",
+        "start": str(math.floor(window["started_at"])),
+        "end": str(math.ceil(window["ended_at"]) + 1),
+        "limit": str(args.get("limit", 10000)),
+    }
+    raw = ctx.project.http_get(PROMETHEUS_SERVICE, str(args["url"]), params)
+    return len(json.loads(raw).get("traces") or [])
+
+
+PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
+    "http": http,
+    "container": container,
+    "reading-write": reading_write,
+    "reading-read": reading_read,
+    "prometheus-query": prometheus_query,
+    "prometheus-alert": prometheus_alert,
+    "prometheus-firing": prometheus_firing,
+    "prometheus-gap": prometheus_gap,
+    "light-load": light_load,
+    "tempo-search": tempo_search,
+}
+
+
+def describe(ctx: Context, kind: str, args: dict[str, Any]) -> str:
+    """What the probe would read, for --dry-run."""
+    if kind in {"http", "reading-write", "reading-read", "light-load"}:
+        return f"{kind} against {ctx.base_url} {json.dumps(args, sort_keys=True)}"
+    if kind == "container":
+        return f"docker inspect {ctx.project.describe(str(args['service']))}"
+    via = ctx.project.describe(PROMETHEUS_SERVICE)
+    return f"{kind} via wget in {via} {json.dumps(args, sort_keys=True)}"

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+#
+# Chaos experiments against the NEUROS compose stack:
+#   chaos/run-chaos-test.sh [--list] [--dry-run] [--report FILE] [--yes] EXPERIMENT...
+#
+# A thin wrapper: the runner is the stdlib-only Python package chaos/ (python3 >= 3.11),
+# the experiments are the JSON files in chaos/experiments/.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") [--list] [--dry-run] [--steady-state-only] [--report FILE]
+       [--yes] [--project NAME] [-f COMPOSE_FILE]... [--base-url URL] EXPERIMENT...
+
+Runs each EXPERIMENT (chaos/experiments/<name>.json): steady-state hypothesis,
+method, hypothesis again; rollbacks always run, also on failure or Ctrl-C.
+
+Options:
+  --list               one experiment per line: name, then its title
+  --dry-run            print every action and probe it would run; change nothing
+  --steady-state-only  only check the steady-state hypotheses (read-only)
+  --report FILE        write FILE.json and FILE.txt (default: chaos/reports/chaos-<time>)
+  --yes                inject the faults (required unless CI=true)
+  --project NAME       compose project (default: the name: of the compose file)
+  -f, --compose-file   compose file(s) naming the project (default: docker-compose.yml)
+  --base-url URL       the agent (default: http://127.0.0.1:\${NEUROS_PUBLISHED_PORT:-8000})
+  -h, --help           show this help
+
+Environment:
+  CI                     'true': no --yes needed
+  NEUROS_PUBLISHED_PORT  the agent's published port (as in .env)
+  CHAOS_TC_IMAGE         image with tc for the latency experiment
+  CHAOS_*                bounds of the experiments (their "configuration" sections)
+
+Exit status: 0 every verdict passed, 1 a verdict failed, 2 refused or usage error,
+130 interrupted (after the rollbacks ran).
+EOF
+}
+
+err() {
+  echo "run-chaos-test: ERROR: $*" >&2
+}
+
+main() {
+  local arg
+  for arg in "$@"; do
+    if [[ "${arg}" == "-h" || "${arg}" == "--help" ]]; then
+      usage
+      exit 0
+    fi
+  done
+  local python="${CHAOS_PYTHON:-python3}"
+  if ! "${python}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    err "${python} >= 3.11 is required (set CHAOS_PYTHON)"
+    exit 2
+  fi
+  PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:${PYTHONPATH}}" exec "${python}" -m chaos "$@"
+}
+
+main "$@"
