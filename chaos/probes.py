@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from chaos.actions import run_process
 from chaos.context import Context
 
 PROMETHEUS_SERVICE = "prometheus"
@@ -153,9 +154,31 @@ def prometheus_alert(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return {"state": live, "seen": first is not None, "at": first}
 
 
-def prometheus_firing(ctx: Context, args: dict[str, Any]) -> list[str]:
-    """Names of the alerts firing now."""
-    return sorted(name for name, state in _live_alerts(ctx).items() if state == "firing")
+def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
+    """Names of the alerts in one of ``states`` (default pending and firing) now or, with
+    a mark ``since``, at any rule evaluation since it (from the ALERTS series, so an alert
+    pending between two polls counts). Each is recorded as seen."""
+    states = [str(state) for state in args.get("states", ["pending", "firing"])]
+    if not set(states) <= {"pending", "firing"}:
+        raise ProbeError(f"states must be pending and/or firing, not {states}")
+    now = time.time()
+    names: set[str] = set()
+    for alert in _prometheus(ctx, "alerts")["alerts"]:
+        name, state = alert["labels"]["alertname"], alert["state"]
+        if state in states:
+            names.add(name)
+            ctx.saw_alert(name, state, now)
+    if "since" in args:
+        since = ctx.since(str(args["since"]))
+        window = max(5, math.ceil(now - since) + 5)
+        query = f'ALERTS{{alertstate=~"{"|".join(states)}"}}[{window}s]'
+        for series in _prometheus(ctx, "query", {"query": query})["result"]:
+            stamps = [float(ts) for ts, _ in series["values"] if float(ts) >= since]
+            if stamps:
+                name = series["metric"]["alertname"]
+                names.add(name)
+                ctx.saw_alert(name, series["metric"]["alertstate"], min(stamps))
+    return sorted(names)
 
 
 def prometheus_gap(ctx: Context, args: dict[str, Any]) -> float:
@@ -229,6 +252,14 @@ def tempo_search(ctx: Context, args: dict[str, Any]) -> int:
     return len(json.loads(raw).get("traces") or [])
 
 
+def process(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Chaos Toolkit's ``process`` probe: ``{"status", "stdout", "stderr"}`` of a local
+    command (see ``actions.run_process``); the tolerance judges the status."""
+    result = run_process(args, dry=False)
+    result.pop("commands")
+    return result
+
+
 PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "http": http,
     "container": container,
@@ -236,10 +267,11 @@ PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "reading-read": reading_read,
     "prometheus-query": prometheus_query,
     "prometheus-alert": prometheus_alert,
-    "prometheus-firing": prometheus_firing,
+    "prometheus-active-alerts": prometheus_active_alerts,
     "prometheus-gap": prometheus_gap,
     "light-load": light_load,
     "tempo-search": tempo_search,
+    "process": process,
 }
 
 
@@ -247,6 +279,8 @@ def describe(ctx: Context, kind: str, args: dict[str, Any]) -> str:
     """What the probe would read, for --dry-run."""
     if kind in {"http", "reading-write", "reading-read", "light-load"}:
         return f"{kind} against {ctx.base_url} {json.dumps(args, sort_keys=True)}"
+    if kind == "process":
+        return str(run_process(args, dry=True)["commands"][0])
     if kind == "container":
         return f"docker inspect {ctx.project.describe(str(args['service']))}"
     via = ctx.project.describe(PROMETHEUS_SERVICE)

@@ -4,7 +4,7 @@
 #   chaos/run-chaos-test.sh [--list] [--dry-run] [--report FILE] [--yes] EXPERIMENT...
 #
 # A thin wrapper: the runner is the stdlib-only Python package chaos/ (python3 >= 3.11),
-# the experiments are the JSON files in chaos/experiments/.
+# the experiments are the JSON files in chaos/experiments/ (or $CHAOS_EXPERIMENTS_DIR).
 
 set -euo pipefail
 
@@ -17,12 +17,14 @@ Usage: $(basename "$0") [--list] [--dry-run] [--steady-state-only] [--report FIL
        [--yes] [--project NAME] [-f COMPOSE_FILE]... [--base-url URL] EXPERIMENT...
 
 Runs each EXPERIMENT (chaos/experiments/<name>.json): steady-state hypothesis,
-method, hypothesis again; rollbacks always run, also on failure or Ctrl-C.
+method, hypothesis again; rollbacks always run, also on failure, Ctrl-C or SIGTERM.
 
 Options:
   --list               one experiment per line: name, then its title
   --dry-run            print every action and probe it would run; change nothing
-  --steady-state-only  only check the steady-state hypotheses (read-only)
+  --steady-state-only  only check the steady-state hypotheses: no fault, no rollback;
+                       the probes still send requests, and the load probes store
+                       readings of synthetic chaos-<random> users in the agent's DB
   --report FILE        write FILE.json and FILE.txt (default: chaos/reports/chaos-<time>)
   --yes                inject the faults (required unless CI=true)
   --project NAME       compose project (default: the name: of the compose file)
@@ -34,10 +36,11 @@ Environment:
   CI                     'true': no --yes needed
   NEUROS_PUBLISHED_PORT  the agent's published port (as in .env)
   CHAOS_TC_IMAGE         image with tc for the latency experiment
+  CHAOS_EXPERIMENTS_DIR  read the experiments from this directory instead
   CHAOS_*                bounds of the experiments (their "configuration" sections)
 
 Exit status: 0 every verdict passed, 1 a verdict failed, 2 refused or usage error,
-130 interrupted (after the rollbacks ran).
+130 on SIGINT (Ctrl-C), 143 on SIGTERM (both after the rollbacks ran).
 EOF
 }
 

@@ -26,7 +26,14 @@ from typing import Any
 from chaos import actions, probes, report
 from chaos.context import Context
 from chaos.docker import DockerError, Project, RefusedTarget, project_from_compose
-from chaos.experiment import Experiment, ExperimentError, available, substitute, within
+from chaos.experiment import (
+    EXPERIMENTS_DIR,
+    Experiment,
+    ExperimentError,
+    available,
+    substitute,
+    within,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -34,11 +41,14 @@ DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
 # repository is built, so only dry runs use it there (override: CHAOS_TC_IMAGE).
 DEFAULT_TC_IMAGE = "nicolaka/netshoot:v0.13"
 DEFAULT_REPORT_DIR = REPO_ROOT / "chaos" / "reports"
-EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAIL, EXIT_USAGE = 1, 2
+# Where the experiment files are read from (tests point it at their own).
+EXPERIMENTS_DIR_ENV = "CHAOS_EXPERIMENTS_DIR"
 
 
 OBSERVATION_ERRORS = (
     probes.ProbeError,
+    actions.ActionFailed,
     DockerError,
     RefusedTarget,
     OSError,
@@ -57,6 +67,11 @@ def _now() -> float:
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
+
+
+def exit_status_of(interrupted: str) -> int:
+    """128 + the signal's number, as a shell reports a process killed by it."""
+    return 128 + int(signal.Signals[interrupted])
 
 
 @contextmanager
@@ -100,18 +115,20 @@ class Run:
         return kind, substitute(provider, self.ctx.scope())
 
     def activity(self, activity: dict[str, Any], section: str) -> dict[str, Any]:
-        kind, args = self._args(activity)
         entry: dict[str, Any] = {
             "section": section,
             "type": activity["type"],
             "name": activity["name"],
-            "provider": kind,
+            "provider": activity["provider"].get("type"),
             "started_at": report.stamp(_now()),
             "ok": False,
             "why": "",
         }
         pauses = activity.get("pauses") or {}
         try:
+            # Inside the try: a reference to a value a failed probe never saved fails
+            # this activity, not the run.
+            kind, args = self._args(activity)
             self._pause(pauses.get("before"), entry)
             if "mark" in activity and not self.dry_run:
                 self.ctx.marks[str(activity["mark"])] = _now()
@@ -301,7 +318,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="run-chaos-test.sh",
         description="Chaos experiments against the NEUROS compose stack (chaos/experiments/).",
         epilog="Exit status: 0 every verdict passed, 1 a verdict failed, 2 refused or "
-        "usage error, 130 interrupted (rollbacks ran).",
+        "usage error, 130 on SIGINT (Ctrl-C), 143 on SIGTERM (rollbacks ran). "
+        f"{EXPERIMENTS_DIR_ENV}: read the experiments from this directory instead.",
     )
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
@@ -309,7 +327,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--steady-state-only",
         action="store_true",
-        help="only check the steady-state hypotheses (read-only)",
+        help="only check the steady-state hypotheses: no fault, no rollback; the probes "
+        "still send requests (the load probes store readings of synthetic chaos-<random> "
+        "users in the agent's database)",
     )
     parser.add_argument(
         "--report",
@@ -340,10 +360,14 @@ def _err(message: str) -> None:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    directory = Path(os.environ.get(EXPERIMENTS_DIR_ENV) or EXPERIMENTS_DIR)
     try:
-        catalogue = available()
-    except (ExperimentError, ValueError) as exc:
+        catalogue = available(directory)
+    except (ExperimentError, ValueError, OSError) as exc:
         _err(str(exc))
+        return EXIT_USAGE
+    if not catalogue:
+        _err(f"no experiment (*.json) in {directory}")
         return EXIT_USAGE
     if args.list:
         width = max(len(name) for name in catalogue)
@@ -396,6 +420,7 @@ def main(argv: list[str]) -> int:
         base = args.report or DEFAULT_REPORT_DIR / f"chaos-{started:%Y%m%dT%H%M%SZ}"
         for path in report.write(run, base):
             print(f"report: {path}")
-    if any(r["interrupted"] for r in run["experiments"]):
-        return EXIT_INTERRUPTED
+    for record in run["experiments"]:
+        if record["interrupted"]:
+            return exit_status_of(str(record["interrupted"]))
     return EXIT_FAIL if any(r["verdict"]["pass"] is False for r in run["experiments"]) else 0

@@ -17,19 +17,28 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from chaos import actions, probes
+from chaos.context import Context
 from chaos.docker import PROJECT_LABEL, SERVICE_LABEL, Project, RefusedTarget
 from chaos.experiment import available, references, within
+from chaos.runner import EXPERIMENTS_DIR_ENV
+from neuros.schemas import Reading
 from tests.compose_model import COMPOSE_FILE
-from tests.dockerstack import ComposeStack, require_docker, wait_for
+from tests.conftest import wait_until
+from tests.dockerstack import ComposeStack, compose_service, exposed_port, require_docker, wait_for
 from tests.tooling import REPO_ROOT
 
 RUNNER = REPO_ROOT / "chaos" / "run-chaos-test.sh"
@@ -77,6 +86,9 @@ def test_help_documents_every_option() -> None:
     assert result.returncode == 0, result.stderr
     for option in ("--list", "--dry-run", "--report", "--yes", "--project", "EXPERIMENT"):
         assert option in result.stdout
+    assert EXPERIMENTS_DIR_ENV in result.stdout
+    # --steady-state-only is not read-only: its load probes write synthetic readings.
+    assert "synthetic chaos-<random>" in result.stdout
 
 
 def test_list_prints_one_experiment_per_line_name_first() -> None:
@@ -181,6 +193,267 @@ def test_kill_agent_crashes_through_the_host_pid_not_docker_kill() -> None:
     method = EXPERIMENTS["kill-agent"].data["method"]
     actions = [a["provider"]["type"] for a in method if a["type"] == "action"]
     assert actions == ["compose-kill-pid"]
+
+
+def test_kill_agent_crashes_the_service_not_docker_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With compose's `init: true` the container's main PID is docker-init: the kill
+    goes to its one child, the agent; any other main process is killed itself."""
+    proc = tmp_path / "proc"
+    for pid, comm, children in ((10, actions.DOCKER_INIT, "11"), (11, "python3", ""),
+                                (20, "python3", "21")):  # fmt: skip
+        (proc / str(pid) / "task" / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "comm").write_text(comm + "\n")
+        (proc / str(pid) / "task" / str(pid) / "children").write_text(children)
+    monkeypatch.setattr(actions, "PROC", proc)
+    assert actions._crash_target(10) == (11, "python3", actions.DOCKER_INIT)
+    assert actions._crash_target(20) == (20, "python3", "python3")
+    (proc / "10" / "task" / "10" / "children").write_text("11 12")
+    with pytest.raises(RefusedTarget, match="not one"):
+        actions._crash_target(10)
+
+
+# --- single sources of truth -----------------------------------------------------------
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    assert parsed.hostname, url
+    assert parsed.port, url
+    return parsed.hostname, parsed.port
+
+
+def test_prometheus_api_port_is_the_compose_files() -> None:
+    """The probes reach Prometheus from inside its own container: its exposed port."""
+    host, port = _host_port(probes.PROMETHEUS_API)
+    assert host == "127.0.0.1"
+    assert port == exposed_port(probes.PROMETHEUS_SERVICE)
+
+
+def test_tempo_search_url_is_tempos_http_port() -> None:
+    """Tempo's HTTP API: the first port tempo exposes in compose, and the
+    server.http_listen_port of tempo/tempo.yml."""
+    url = EXPERIMENTS["tempo-down"].configuration(environ={})["tempo_search_url"]
+    host, port = _host_port(url)
+    assert host in yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
+    assert port == int(str(compose_service(host)["expose"][0]))
+    tempo = yaml.safe_load((REPO_ROOT / "tempo" / "tempo.yml").read_text(encoding="utf-8"))
+    assert port == int(tempo["server"]["http_listen_port"])
+
+
+def _max_rr_intervals() -> int:
+    schema = Reading.model_json_schema()["properties"]["rr_intervals_ms"]
+    bounds = [int(branch["maxItems"]) for branch in schema["anyOf"] if "maxItems" in branch]
+    assert len(bounds) == 1, schema
+    return bounds[0]
+
+
+def test_latency_rr_count_is_within_the_agents_schema() -> None:
+    """The latency load sends the largest readings the agent accepts (422s would count
+    as failures, not latency): its default rr_count is the schema's maximum, and such a
+    body validates."""
+    rr_count = EXPERIMENTS["latency"].configuration(environ={})["rr_count"]
+    assert rr_count == _max_rr_intervals()
+    at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    Reading.model_validate(probes._reading(at, rr_count))
+    with pytest.raises(ValueError, match="rr_intervals_ms"):
+        Reading.model_validate(probes._reading(at, rr_count + 1))
+
+
+# --- alerts after a restart (prometheus-down), against canned Prometheus answers -------
+
+
+def test_active_alerts_counts_pending_since_the_mark_and_records_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = time.time()
+    live = [{"labels": {"alertname": "A"}, "state": "pending"},
+            {"labels": {"alertname": "B"}, "state": "inactive"}]  # fmt: skip
+    history = [
+        # Pending between two polls after the restart: a false alert all the same.
+        {"metric": {"alertname": "C", "alertstate": "pending"}, "values": [[now - 3, "1"]]},
+        # Before the restart: not this probe's business.
+        {"metric": {"alertname": "D", "alertstate": "firing"}, "values": [[now - 60, "1"]]},
+    ]
+    queries: list[str] = []
+
+    def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
+        if url.endswith("/alerts"):
+            return json.dumps({"status": "success", "data": {"alerts": live}})
+        queries.append((params or {})["query"])
+        return json.dumps({"status": "success", "data": {"result": history}})
+
+    monkeypatch.setattr(Project, "http_get", http_get)
+    ctx = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks={"restored": now - 10})
+    names = probes.prometheus_active_alerts(ctx, {"since": "restored"})
+    assert names == ["A", "C"]
+    assert set(ctx.alerts_seen) == {("A", "pending"), ("C", "pending")}
+    assert ctx.alerts_seen[("C", "pending")] == now - 3
+    assert queries
+    assert 'alertstate=~"pending|firing"' in queries[0]
+    ctx.alerts_seen.clear()
+    assert probes.prometheus_active_alerts(ctx, {"states": ["firing"]}) == []
+    assert not ctx.alerts_seen
+
+
+def test_prometheus_down_treats_any_new_pending_alert_as_false() -> None:
+    method = {a["name"]: a for a in EXPERIMENTS["prometheus-down"].data["method"]}
+    before, after = method["alerts-active-before"], method["no-false-alert-afterwards"]
+    for probe in (before, after):
+        assert probe["provider"]["type"] == "prometheus-active-alerts"
+        assert probe["provider"]["states"] == ["pending", "firing"]
+    assert after["provider"]["since"] == "restored"
+    assert after["tolerance"] == {"type": "subset", "of": f"${{saved.{before['save_as']}}}"}
+    assert "hold" in after
+
+
+# --- rollbacks on failure and interruption, with local `process` activities ------------
+
+
+def _process(path: str, *arguments: str) -> dict[str, Any]:
+    return {"type": "process", "path": path, "arguments": list(arguments)}
+
+
+def _action(name: str, *command: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "action", "name": name, "provider": _process(*command), **extra}
+
+
+def _probe(name: str, *command: str, **extra: Any) -> dict[str, Any]:
+    """A process probe that passes when the command exits 0."""
+    tolerance = {"type": "fields", "fields": {"status": 0}}
+    return {"type": "probe", "name": name, "provider": _process(*command),
+            "tolerance": tolerance, **extra}  # fmt: skip
+
+
+def _experiment(
+    folder: Path, name: str, method: list[dict[str, Any]], bounds: dict[str, Any] | None = None
+) -> Path:
+    """A Docker-free experiment: steady state `true`, ``method``, a rollback that leaves
+    the file ``rolled-back`` behind."""
+    folder.mkdir(exist_ok=True)
+    data = {
+        "title": f"{name}: a local test experiment",
+        "description": "Only local processes.",
+        "configuration": {"work": str(folder)},
+        "steady-state-hypothesis": {
+            "title": "true succeeds",
+            "probes": [_probe("true-succeeds", "true")],
+        },
+        "method": method,
+        "rollbacks": [_action("leave-rollback-mark", "touch", "${work}/rolled-back")],
+        "verdict": {"description": "test", "bounds": bounds or {}},
+    }
+    (folder / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
+def _local_run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_chaos(*args, env={EXPERIMENTS_DIR_ENV: str(folder)}, ci=False, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("command", "why"),
+    [
+        (("false",), "exit status 1"),
+        # A value a failed probe never saved: this action fails, the run goes on.
+        (("touch", "${saved.never}"), "unresolved reference ${saved.never}"),
+    ],
+)
+def test_rollbacks_run_when_an_action_fails(
+    tmp_path: Path, command: tuple[str, ...], why: str
+) -> None:
+    work = _experiment(tmp_path / "x", "failing", [_action("inject-failing-fault", *command)])
+    base = tmp_path / "report"
+    result = _local_run(work, "--yes", "--report", str(base), "failing")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run = _report(base)["experiments"][0]
+    assert [(a["name"], a["ok"]) for a in run["method"]] == [("inject-failing-fault", False)]
+    assert why in run["method"][0]["why"]
+    assert [(a["name"], a["ok"]) for a in run["rollbacks"]] == [("leave-rollback-mark", True)]
+    assert (work / "rolled-back").is_file()
+    assert run["verdict"]["pass"] is False
+    assert run["interrupted"] is None
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_rollbacks_run_when_interrupted(tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    """The fault is held by a long pause; the signal arrives once the runner is inside
+    the method (the action's mark file exists)."""
+    hold = _action("inject-and-hold", "touch", "${work}/in-method", pauses={"after": 600})
+    work = _experiment(tmp_path / "x", "held", [hold])
+    base = tmp_path / "report"
+    environ = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("CHAOS_")}
+    environ[EXPERIMENTS_DIR_ENV] = str(work)
+    runner = subprocess.Popen(
+        [str(RUNNER), "--yes", "--report", str(base), "held"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: (work / "in-method").exists() or runner.poll() is not None,
+            timeout=30,
+            what="the runner inside the method",
+        )
+        assert runner.poll() is None, runner.communicate()
+        assert not (work / "rolled-back").exists()
+        runner.send_signal(sig)
+        stdout, stderr = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == status, stdout + stderr
+    run = _report(base)["experiments"][0]
+    assert run["interrupted"] == sig.name
+    assert [(a["name"], a["ok"]) for a in run["rollbacks"]] == [("leave-rollback-mark", True)]
+    assert (work / "rolled-back").is_file()
+    assert run["verdict"]["pass"] is False
+    assert f"interrupted by {sig.name}" in run["verdict"]["reasons"]
+
+
+def test_text_report_has_the_hypotheses_times_and_verdict(tmp_path: Path) -> None:
+    """The human report says what the JSON says: hypothesis before and after, each
+    action with its time, the measured times, the verdict and its reasons."""
+    work = _experiment(
+        tmp_path / "x",
+        "measured",
+        [
+            _action("inject-fault", "touch", "${work}/fault", mark="fault"),
+            _probe("fault-detected", "test", "-e", "${work}/fault", measure="time_to_detect"),
+            _action("repair", "rm", "${work}/fault", mark="restored"),
+            _probe(
+                "repaired",
+                "test",
+                "!",
+                "-e",
+                "${work}/fault",
+                measure="time_to_recover",
+                measure_from="restored",
+            ),
+        ],
+        bounds={"time_to_detect": 60, "time_to_recover": 60},
+    )
+    base = tmp_path / "report"
+    result = _local_run(work, "--yes", "--report", str(base), "measured")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = _report(base)["experiments"][0]
+    lines = base.with_name(base.name + ".txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("chaos run ")
+    assert "mode=run" in lines[0]
+    assert f"== measured: {run['title']}" in lines
+    assert "  verdict: pass" in lines
+    assert f"    - {run['verdict']['reasons'][0]}" in lines
+    assert "  steady state before: met" in lines
+    assert "  steady state after: met" in lines
+    assert lines.index("  steady state before: met") < lines.index("  steady state after: met")
+    assert "    [ok ] true-succeeds: all fields within tolerance" in lines
+    for activity in run["method"] + run["rollbacks"]:
+        if activity["type"] == "action":
+            row = f"    {activity['started_at']} [ok ] action {activity['name']}: done"
+            assert row in lines, row
+    for name in ("time_to_detect", "time_to_recover"):
+        assert f"  {name}: {run['measures'][name]:.2f} s" in lines
+    assert lines.index("  rollbacks:") < lines.index("  steady state after: met")
 
 
 # --- on the real stack ----------------------------------------------------------------
@@ -371,6 +644,11 @@ def test_kill_agent_for_real(stack: ComposeStack, tmp_path: Path) -> None:
     kill = method["sigkill-agent-host-pid"]
     assert kill["output"]["restart_count_before"] == restarts_before
     assert kill["commands"] == [f"kill -KILL {kill['output']['pid']}"]
+    # The agent's own process (the image's entrypoint), not the init compose puts first.
+    entrypoint = json.loads(stack.inspect(AGENT, "{{json .Config.Entrypoint}}"))
+    assert kill["output"]["process"] == Path(entrypoint[0]).name, kill["output"]
+    if kill["output"]["main_process"] == "docker-init":
+        assert kill["output"]["pid"] != kill["output"]["main_pid"]
     seen = {(a["alert"], a["state"]): a["epoch"] for a in run["alerts_seen"]}
     assert (AGENT_DOWN, "firing") in seen, run["alerts_seen"]
     assert method["agent-down-alert-resolved"]["value"]["state"] == "inactive"
