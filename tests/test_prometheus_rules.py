@@ -30,7 +30,15 @@ RUNBOOK_URL_PREFIX = "https://github.com/neuros/neuros/blob/main/docs/runbook.md
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.yml"))
 
-SCRAPE_JOBS = {"neuros", "prometheus", "alertmanager", "otel-collector", "tempo", "node-exporter"}
+SCRAPE_JOBS = {
+    "neuros",
+    "prometheus",
+    "alertmanager",
+    "otel-collector",
+    "tempo",
+    "node-exporter",
+    "grafana",
+}
 SEVERITIES = {"page", "ticket", "info"}
 ALERT_NAME = re.compile(r"^[A-Z][A-Za-z0-9]+$")
 RECORD_NAME = re.compile(r"^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$")
@@ -265,3 +273,26 @@ def test_every_for_is_exercised() -> None:
         if not exercised:
             missing.append(name)
     assert not missing, f"no test expects these silent before firing: {missing}"
+
+
+_MIB_THRESHOLD = re.compile(r">\s*(\d+)\s*\*\s*1024\s*\*\s*1024")
+_COMPOSE_MEMORY = re.compile(r"^(\d+)([mg])$")
+
+
+def test_agent_memory_alert_fires_before_the_container_limit() -> None:
+    """An alert above the container's memory limit could never fire: OOM comes first."""
+    rules = yaml.safe_load((RULES_DIR / "infra-alerts.yml").read_text(encoding="utf-8"))
+    [rule] = [
+        r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "NeurosAgentHighMemory"
+    ]
+    threshold = _MIB_THRESHOLD.search(rule["expr"])
+    assert threshold is not None, rule["expr"]
+    env = dict(
+        line.split("=", 1)
+        for line in (REPO_ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    limit = _COMPOSE_MEMORY.match(env["NEUROS_MEMORY_LIMIT"].lower())
+    assert limit is not None, env["NEUROS_MEMORY_LIMIT"]
+    limit_mib = int(limit.group(1)) * (1024 if limit.group(2) == "g" else 1)
+    assert int(threshold.group(1)) <= 0.85 * limit_mib
