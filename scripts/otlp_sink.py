@@ -50,7 +50,11 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ReceivedSpan:
-    """One decoded span. Ids are lowercase hex; ``parent_span_id`` is "" for a root."""
+    """One decoded span. Ids are lowercase hex; ``parent_span_id`` is "" for a root.
+
+    ``resource`` holds the resource attributes the span was sent with, ``events`` each
+    event's name and attributes: everything a trace store keeps about the span.
+    """
 
     service_name: str
     name: str
@@ -58,6 +62,16 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, str]
+    resource: dict[str, str]
+    events: tuple[tuple[str, dict[str, str]], ...]
+
+    def texts(self) -> list[str]:
+        """Every name, key and value of the span as text, for privacy checks."""
+        pairs = [*self.attributes.items(), *self.resource.items()]
+        for event_name, event_attributes in self.events:
+            pairs.append((event_name, ""))
+            pairs.extend(event_attributes.items())
+        return [self.name, *(f"{key}={value}" for key, value in pairs)]
 
 
 def flatten_value(value: AnyValue) -> str:
@@ -100,6 +114,10 @@ def decode_spans(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
                     span_id=span.span_id.hex(),
                     parent_span_id=span.parent_span_id.hex(),
                     attributes=flatten_attributes(span.attributes),
+                    resource=resource,
+                    events=tuple(
+                        (event.name, flatten_attributes(event.attributes)) for event in span.events
+                    ),
                 )
                 for span in scope_spans.spans
             )

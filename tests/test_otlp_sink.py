@@ -48,6 +48,7 @@ def emit_two_spans(sink: OtlpSink, compression: Compression = Compression.NoComp
             child.set_attribute("neuros.ok", True)
             child.set_attribute("neuros.ratio", 0.5)
             child.set_attribute("neuros.tags", ["a", "b"])
+            child.add_event("retry", {"attempt": 2})
     provider.shutdown()
 
 
@@ -81,6 +82,11 @@ def test_decodes_spans_from_the_sdk_exporter(sink: OtlpSink, compression: Compre
         "neuros.ratio": "0.5",
         "neuros.tags": "[a, b]",
     }
+    assert parent.resource["service.name"] == "sink-test"
+    assert parent.events == ()
+    assert child.events == (("retry", {"attempt": "2"}),)
+    assert "retry=" in child.texts()
+    assert "attempt=2" in child.texts()
     assert sink.stats() == (2, 2)  # SimpleSpanProcessor: one request per span
 
 
