@@ -55,10 +55,15 @@ EXPECTED_SERVICES = frozenset(IMAGE_VARIABLES) | frozenset(AGENT_IMAGE_SERVICES)
 
 # Runs once at `up` and exits; exempt from restart, healthcheck and the non-root rule.
 ONE_SHOT = "volume-init"
-# No healthcheck, because nothing in the pinned image could run one: Tempo 2.x is
-# distroless without busybox and the collector-contrib image is FROM scratch (no
-# shell, no wget). Their "target down" alerts in Prometheus watch them instead.
-HEALTHCHECK_EXEMPT = frozenset({"tempo", "otel-collector", ONE_SHOT})
+# Images with no shell, HTTP client or busybox, so a compose healthcheck has nothing to
+# run; their "target down" alerts in Prometheus watch them instead.
+IMAGES_WITHOUT_TOOLS: dict[str, str] = {
+    # opentelemetry-collector-releases distributions/otelcol-contrib/Dockerfile
+    "otel-collector": "the contrib image is FROM scratch with only /otelcol-contrib",
+    # Tempo 2.10 upgrade notes, "Busybox removed from Tempo image" (grafana/tempo#5717)
+    "tempo": "Tempo 2.10 images are distroless static without busybox (grafana/tempo#5717)",
+}
+HEALTHCHECK_EXEMPT = frozenset({*IMAGES_WITHOUT_TOOLS, ONE_SHOT})
 # volume-init must chown fresh (root-owned) named volumes, so it runs as root, but
 # with CAP_CHOWN as its only capability.
 ROOT_EXEMPT: dict[str, frozenset[str]] = {ONE_SHOT: frozenset({"CHOWN"})}

@@ -18,6 +18,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.compose_model import IMAGES_WITHOUT_TOOLS
+from tests.config_schemas import (
+    COLLECTOR_COMPONENT_SCHEMAS,
+    COLLECTOR_SERVICE_SCHEMA,
+    TEMPO_BLOCK_SCHEMAS,
+    Schema,
+    unknown_key_paths,
+)
 from tests.tooling import REPO_ROOT
 
 COLLECTOR_CONFIG = REPO_ROOT / "otel" / "config.yml"
@@ -49,13 +57,6 @@ COLLECTOR_TYPES: dict[str, frozenset[str]] = {
 COLLECTOR_TOP_LEVEL = frozenset({*COLLECTOR_TYPES, "connectors", "service"})
 # Where the contrib image looks for its config when no --config is given (its Dockerfile).
 COLLECTOR_DEFAULT_CONFIG_PATH = "/etc/otelcol-contrib/config.yaml"
-# Images with no shell, HTTP client or busybox: a compose healthcheck has nothing to run.
-IMAGES_WITHOUT_TOOLS = {
-    # opentelemetry-collector-releases distributions/otelcol-contrib/Dockerfile
-    "otel-collector": "the contrib image is FROM scratch with only /otelcol-contrib",
-    # Tempo 2.10 upgrade notes, "Busybox removed from Tempo image" (grafana/tempo#5717)
-    "tempo": "Tempo 2.10 images are distroless static without busybox (grafana/tempo#5717)",
-}
 # The process uses about this much beyond memory_limiter's limit_mib (memorylimiter README).
 COLLECTOR_RUNTIME_OVERHEAD_MIB = 50
 
@@ -682,3 +683,162 @@ def test_go_duration_parser_reads_go_durations(text: str, seconds: float) -> Non
 def test_go_duration_parser_refuses_what_go_refuses(text: str) -> None:
     with pytest.raises(AssertionError):
         _go_duration_seconds(text)
+
+
+def collector_unknown_key_paths(config: dict[str, Any]) -> list[str]:
+    unknown = [key for key in config if key not in COLLECTOR_TOP_LEVEL]
+    for kind, schemas in COLLECTOR_COMPONENT_SCHEMAS.items():
+        for component_id, body in (config.get(kind) or {}).items():
+            schema = schemas.get(_component_type(component_id))
+            if schema is None:
+                unknown.append(f"{kind}.{component_id} (no key allow-list for this type)")
+            else:
+                unknown += unknown_key_paths(body, schema, f"{kind}.{component_id}")
+    unknown += unknown_key_paths(config.get("service"), COLLECTOR_SERVICE_SCHEMA, "service")
+    return unknown
+
+
+def collector_value_problems(config: dict[str, Any]) -> list[str]:
+    """Cross-field rules the collector's Validate() enforces at start-up."""
+    problems: list[str] = []
+    for name, body in (config.get("processors") or {}).items():
+        kind = _component_type(name)
+        if kind == "batch":
+            # batchprocessor Config.Validate: a max below the batch size is refused.
+            size, maximum = body.get("send_batch_size", 8192), body.get("send_batch_max_size", 0)
+            if maximum and maximum < size:
+                problems.append(f"{name}: send_batch_max_size {maximum} < send_batch_size {size}")
+        if kind == "memory_limiter":
+            # memorylimiter Config.Validate: the spike must be below the limit.
+            limit, spike = body.get("limit_mib", 0), body.get("spike_limit_mib", 0)
+            if not 0 < spike < limit:
+                problems.append(f"{name}: spike_limit_mib {spike} is not in (0, {limit})")
+    for name, body in (config.get("exporters") or {}).items():
+        queue = body.get("sending_queue") or {}
+        for key in ("num_consumers", "queue_size"):
+            if key in queue and queue[key] <= 0:
+                problems.append(f"{name}: sending_queue.{key} must be positive")
+    return problems
+
+
+TEMPO_SCHEMA: Schema = {block: TEMPO_BLOCK_SCHEMAS.get(block) for block in TEMPO_TOP_LEVEL}
+
+
+def test_every_collector_key_path_exists_in_the_pinned_release() -> None:
+    unknown = collector_unknown_key_paths(_collector())
+    assert not unknown, (
+        f"otelcol-contrib {COLLECTOR_VERSION} refuses unknown keys at start-up: {unknown}"
+    )
+
+
+def test_collector_values_pass_the_collector_validation() -> None:
+    assert collector_value_problems(_collector()) == []
+
+
+def test_every_tempo_key_path_exists_in_tempo_2() -> None:
+    unknown = unknown_key_paths(_tempo(), TEMPO_SCHEMA)
+    assert not unknown, f"Tempo {TEMPO_VERSION} refuses unknown keys at start-up: {unknown}"
+
+
+def _at(config: dict[str, Any], path: str) -> dict[str, Any]:
+    node: Any = config
+    for key in path.split("|"):
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return _mapping(node, path)
+
+
+def _rename(path: str, old: str, new: str) -> Any:
+    def mutate(config: dict[str, Any]) -> None:
+        parent = _at(config, path)
+        parent[new] = parent.pop(old)
+
+    return mutate
+
+
+def _set(path: str, key: str, value: object) -> Any:
+    def mutate(config: dict[str, Any]) -> None:
+        _at(config, path)[key] = value
+
+    return mutate
+
+
+# Paths are split on "|" since component ids and keys may contain dots or slashes.
+KEY_MUTATIONS = [
+    ("tempo", _rename("ingester", "max_block_bytes", "max_block_byte"), "max_block_byte"),
+    (
+        "tempo",
+        _rename("ingester|lifecycler|ring", "replication_factor", "replication_factr"),
+        "ingester.lifecycler.ring.replication_factr",
+    ),
+    ("tempo", _rename("storage|trace|wal", "path", "pth"), "storage.trace.wal.pth"),
+    (
+        "tempo",
+        _set("metrics_generator|storage|remote_write|0", "send_exemplar", True),
+        "metrics_generator.storage.remote_write[0].send_exemplar",
+    ),
+    (
+        "collector",
+        _rename("extensions|file_storage", "create_directory", "create_dir"),
+        "extensions.file_storage.create_dir",
+    ),
+    (
+        "collector",
+        _set("exporters|otlp_grpc/tempo|retry_on_failure", "initial_intervl", "1s"),
+        "exporters.otlp_grpc/tempo.retry_on_failure.initial_intervl",
+    ),
+    (
+        "collector",
+        _rename("exporters|otlp_grpc/tempo|sending_queue", "num_consumers", "consumers"),
+        "exporters.otlp_grpc/tempo.sending_queue.consumers",
+    ),
+    (
+        "collector",
+        _set("service|telemetry|metrics|readers|0|pull|exporter|prometheus", "hots", "x"),
+        "service.telemetry.metrics.readers[0].pull.exporter.prometheus.hots",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "mutate", "expected"), KEY_MUTATIONS, ids=[m[2] for m in KEY_MUTATIONS]
+)
+def test_a_nested_key_typo_is_caught(target: str, mutate: Any, expected: str) -> None:
+    config = _tempo() if target == "tempo" else _collector()
+    mutate(config)
+    unknown = (
+        unknown_key_paths(config, TEMPO_SCHEMA)
+        if target == "tempo"
+        else collector_unknown_key_paths(config)
+    )
+    assert any(path.endswith(expected) for path in unknown), f"{expected} passed: {unknown}"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_set("processors|batch", "send_batch_max_size", 512), "send_batch_max_size 512"),
+        (_set("processors|memory_limiter", "spike_limit_mib", 384), "spike_limit_mib 384"),
+        (_set("exporters|otlp_grpc/tempo|sending_queue", "queue_size", 0), "queue_size"),
+    ],
+    ids=["batch-max-below-size", "spike-not-below-limit", "empty-queue"],
+)
+def test_an_invalid_collector_value_is_caught(mutate: Any, expected: str) -> None:
+    config = _collector()
+    mutate(config)
+    problems = collector_value_problems(config)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_gomemlimit_sits_between_memory_limiter_and_container_limit() -> None:
+    collector_host, _ = _prometheus_target("otel-collector")
+    service = _compose_service(collector_host)
+    gomemlimit = _environment(service).get("GOMEMLIMIT")
+    assert gomemlimit is not None, f"compose service {collector_host} sets no GOMEMLIMIT"
+    container = service["deploy"]["resources"]["limits"]["memory"]
+    limit_mib = _collector()["processors"]["memory_limiter"]["limit_mib"]
+    # Above the limiter, so the limiter (not a GC spiral) sheds load first; below the
+    # container limit, so the Go runtime collects before the kernel OOM-kills.
+    assert limit_mib < _memory_mib(gomemlimit) < _memory_mib(container), (
+        f"GOMEMLIMIT {_interpolate(gomemlimit)} must lie between memory_limiter.limit_mib "
+        f"{limit_mib} MiB and the container limit {_interpolate(str(container))}"
+    )
