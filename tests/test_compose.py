@@ -432,3 +432,34 @@ def test_config_quiet_rejects_an_invalid_file(tmp_path: Path, stack: cm.Stack) -
     result = invalid.render("-q")
     assert result.returncode != 0, "config -q accepted an unknown service key"
     assert "not_a_compose_key" in result.stderr, result.stderr
+
+
+def _readme_stack_command() -> str:
+    """The first shell block of the README: the command that runs the stack."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```sh\n", 1)[1].split("```", 1)[0].strip()
+    assert block.endswith("docker compose up -d"), block
+    return block
+
+
+def test_readme_stack_command_creates_env_once_and_renders(tmp_path: Path) -> None:
+    """The newcomer's command: a new .env with a random password, kept on re-runs."""
+    for name in ("docker-compose.yml", ".env.example"):
+        (tmp_path / name).write_text((REPO_ROOT / name).read_text(encoding="utf-8"))
+    # Same command, but validating the model instead of starting containers.
+    command = _readme_stack_command().replace(
+        "docker compose up -d", f"{tool('docker-compose')} config -q"
+    )
+
+    def run() -> str:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return (tmp_path / ".env").read_text(encoding="utf-8")
+
+    first = run()
+    passwords = [line for line in first.splitlines() if line.startswith(cm.PASSWORD_VARIABLE)]
+    assert len(passwords) == 1, passwords
+    assert len(passwords[0].split("=", 1)[1]) >= 32
+    assert run() == first  # a second run keeps .env and the password Grafana stored
