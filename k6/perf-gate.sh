@@ -12,14 +12,17 @@ readonly GATE="${REPO_ROOT}/scripts/perf_gate.py"
 
 usage() {
   cat <<EOF_USAGE
-Usage: $(basename "$0") CURRENT_SUMMARY.json BASELINE.json
+Usage: $(basename "$0") CURRENT_SUMMARY.json BASELINE.json [--env NAME=VALUE ...]
 
 Prints metric | baseline | current | change | limit | verdict for
-http_req_duration p95/p99 (ms), http_reqs rate (/s) and http_req_failed rate,
-and exits 1 when any metric is worse than the baseline's tolerance allows.
+http_req_duration p95/p99 (ms), throughput (iterations/s: the mix, setup()
+excluded) and http_req_failed rate, and exits 1 when any metric is worse than
+the baseline's tolerance allows. First it checks that the run is comparable: its
+env (CURRENT_SUMMARY.env.json, written by run-load-tests.sh, or the --env pairs)
+must equal the baseline's measured.env, BASE_URL aside.
 Baseline schema and how to refresh one: k6/baselines/README.md.
 
-Exit status: 0 pass, 1 regression, 2 usage or input error.
+Exit status: 0 pass, 1 regression, 2 usage or input error, or not comparable.
 EOF_USAGE
 }
 
@@ -44,13 +47,24 @@ main() {
     usage
     exit 0
   fi
-  if [[ $# -ne 2 ]]; then
+  if [[ $# -lt 2 || "$1" == -* || "$2" == -* ]]; then
     usage >&2
     exit 2
   fi
+  local current="$1" baseline="$2"
+  shift 2
+  local -a env_args=()
+  while [[ $# -gt 0 ]]; do
+    if [[ "$1" != --env || $# -lt 2 ]]; then
+      usage >&2
+      exit 2
+    fi
+    env_args+=(--env "$2")
+    shift 2
+  done
   local python
   python="$(python_bin)"
-  exec "${python}" "${GATE}" gate "$1" "$2"
+  exec "${python}" "${GATE}" gate "${current}" "${baseline}" "${env_args[@]}"
 }
 
 main "$@"

@@ -7,7 +7,8 @@
 # Exit status: 0 all passed; 2 usage error, k6 missing or target not ready; k6's own
 # code when a run fails (99 = thresholds crossed, never swallowed); 3 when every k6
 # run passed but the performance gate found a regression (or could not read its
-# input). "all" stops at the first failing scenario and returns its status.
+# input, or found the run's env not comparable with the baseline's). "all" stops
+# at the first failing scenario and returns its status.
 
 set -euo pipefail
 
@@ -49,8 +50,10 @@ environment sets (soak lasts hours unless shortened) and stops at the first fail
 
 Options:
   --gate               after each run, compare it with k6/baselines/<scenario>.json
+                       (refused when the run's env differs from the baseline's)
   --update-baseline    after each passing run, refresh k6/baselines/<scenario>.json
-                       with its numbers (tolerances and comment kept)
+                       with its numbers and env (tolerances and comment kept); not
+                       with --gate, which would compare the run with itself
   --prometheus URL     also send metrics to Prometheus remote write at URL/api/v1/write
   --html FILE          export k6's web-dashboard HTML report to FILE (one scenario only)
   --dry-run            print the k6 commands and environment, run nothing
@@ -59,14 +62,16 @@ Options:
 Environment:
   BASE_URL         agent URL (default http://localhost:8000)
   K6_BIN           k6 binary (default: .venv/bin/k6, then k6 on PATH)
-  K6_RESULTS_DIR   where summaries go (default k6/results/): <scenario>-<UTC>.json
-                   and a copy of the newest as <scenario>-latest.json
+  K6_RESULTS_DIR   where summaries go (default k6/results/): <scenario>-<UTC>.json,
+                   the run's env as <scenario>-<UTC>.env.json, and copies of the
+                   newest as <scenario>-latest.json / <scenario>-latest.env.json
   K6_SCENARIO_DIR  scenario scripts (default k6/scenarios/)
   K6_BASELINE_DIR  baselines (default k6/baselines/)
   Durations and rates: see the header of each scenario script.
 
 Exit status: 0 passed; 2 usage error, k6 missing or target not ready; k6's code
-when a run fails (99: thresholds crossed); 3 performance-gate regression.
+when a run fails (99: thresholds crossed); 3 performance-gate regression, or
+the run not comparable with the baseline (another env).
 EOF_USAGE
 }
 
@@ -152,7 +157,7 @@ run_scenario() {
   local stamp summary latest baseline
   stamp="$(date -u +%Y%m%dT%H%M%SZ)"
   summary="${RESULTS_DIR}/${scenario}-${stamp}.json"
-  latest="${RESULTS_DIR}/${scenario}-latest.json"
+  latest="${RESULTS_DIR}/${scenario}-latest"
   baseline="${BASELINE_DIR}/${scenario}.json"
   local -a command=("${K6}" run --summary-export "${summary}")
   if [[ -n "${PROMETHEUS_URL}" ]]; then
@@ -184,7 +189,11 @@ run_scenario() {
     err "k6 exited ${status} without writing ${summary}"
     return $((status == 0 ? 1 : status))
   fi
-  cp "${summary}" "${latest}"
+  # The env k6 ran with, beside the summary: the gate refuses a baseline measured
+  # with another one.
+  env "${env_vars[@]}" "${PYTHON}" "${GATE_PY}" env "${summary}"
+  cp "${summary}" "${latest}.json"
+  cp "${summary%.json}.env.json" "${latest}.env.json"
   echo "-- ${scenario} summary (${summary})"
   "${PYTHON}" "${GATE_PY}" summary "${summary}" || true
   if ((status != 0)); then
@@ -252,6 +261,11 @@ main() {
   else
     err "unknown scenario '${target}'"
     usage >&2
+    exit "${EXIT_USAGE}"
+  fi
+  if [[ "${GATE}" == true && "${UPDATE_BASELINE}" == true ]]; then
+    err "--gate and --update-baseline together would gate the run against itself;" \
+      "refresh with --update-baseline, then gate a later run with --gate"
     exit "${EXIT_USAGE}"
   fi
   if [[ -n "${HTML_FILE}" && "${#selected[@]}" -gt 1 ]]; then

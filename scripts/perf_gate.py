@@ -1,13 +1,15 @@
 """Performance gate over k6 summaries (``k6 run --summary-export``, legacy format).
 
 Standard library only, so ``k6/perf-gate.sh`` and ``k6/run-load-tests.sh`` run it with
-any Python 3.11. Three commands:
+any Python 3.11. Four commands:
 
     gate CURRENT BASELINE     table of metric | baseline | current | change | verdict;
-                              exit 0 pass, 1 regression, 2 unusable input
+                              exit 0 pass, 1 regression, 2 unusable input or a run
+                              whose env differs from the baseline's (not comparable)
     summary SUMMARY           short human summary of one run
-    baseline SUMMARY BASELINE write the summary's numbers into the baseline file,
-                              keeping its tolerances and comment
+    env SUMMARY               record the run's env next to it (SUMMARY.env.json)
+    baseline SUMMARY BASELINE write the summary's numbers and env into the baseline
+                              file, keeping its tolerances and comment
 
 The baseline schema is documented in k6/baselines/README.md.
 """
@@ -40,10 +42,16 @@ LOWER_KINDS = frozenset({"max_increase_pct", "max_increase_abs"})
 HIGHER_KINDS = frozenset({"max_decrease_pct", "max_decrease_abs"})
 # The scenarios threshold the expected responses only; fall back to all requests.
 DURATION_SOURCES = ("http_req_duration{expected_response:true}", "http_req_duration")
-# Outputs, locations and credentials: not part of what shaped the measured load.
+# Throughput: iterations of the default function (one request of the mix each), so the
+# ~505 requests setup() sends to seed the users and probe the invalid cases don't count.
+THROUGHPUT_SOURCE = "iterations"
 # The scenarios' knobs without the K6_ prefix (k6 owns K6_DURATION), and the target.
 RECORDED_ENV_NAMES = ("BASE_URL", "HOLD_DURATION")
+# Outputs, locations and credentials: not part of what shaped the measured load.
 RECORDED_ENV_EXCLUDED = ("K6_PROMETHEUS", "K6_CLOUD", "K6_WEB_DASHBOARD", "K6_BIN")
+# Where the run was aimed, not how: a baseline stays comparable across hosts and ports.
+COMPARED_ENV_IGNORED = frozenset({"BASE_URL"})
+ENV_SUFFIX = ".env.json"
 
 
 class GateInputError(ValueError):
@@ -106,7 +114,7 @@ def summary_numbers(path: Path) -> dict[str, float]:
     return {
         P95: _stat(metrics, DURATION_SOURCES, "p(95)", path),
         P99: _stat(metrics, DURATION_SOURCES, "p(99)", path),
-        RATE: _stat(metrics, ("http_reqs",), "rate", path),
+        RATE: _stat(metrics, (THROUGHPUT_SOURCE,), "rate", path),
         FAILED: _stat(metrics, ("http_req_failed",), "value", path),
     }
 
@@ -130,9 +138,64 @@ def _limit(metric: str, baseline: float, tolerance: object, path: Path) -> float
     return baseline - slack if higher else baseline + slack
 
 
-def compare(current_path: Path, baseline_path: Path) -> list[Row]:
+def env_path(summary_path: Path) -> Path:
+    """The sidecar holding the env of the run that wrote ``summary_path``."""
+    return summary_path.with_name(summary_path.name.removesuffix(".json") + ENV_SUFFIX)
+
+
+def _env_object(value: object, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise GateInputError(f"{where}: expected an object of NAME: value strings")
+    return dict(value)
+
+
+def run_env(summary_path: Path, given: Sequence[str] | None = None) -> dict[str, str]:
+    """The env of the run: ``--env NAME=VALUE`` pairs if given, else the sidecar."""
+    if given is not None:
+        pairs = [item.partition("=") for item in given]
+        if bad := [item for item, (_, sep, _) in zip(given, pairs, strict=True) if not sep]:
+            raise GateInputError(f"--env expects NAME=VALUE, got {bad[0]!r}")
+        return {name: value for name, _, value in pairs}
+    sidecar = env_path(summary_path)
+    if not sidecar.is_file():
+        raise GateInputError(
+            f"{sidecar}: missing, so the run's env is unknown and comparability cannot be "
+            "checked; run through k6/run-load-tests.sh (it writes the file) or pass "
+            "--env NAME=VALUE for each K6_*/HOLD_DURATION variable the run had"
+        )
+    return _env_object(_load_json(sidecar), str(sidecar))
+
+
+def env_mismatches(run: Mapping[str, str], baseline: Mapping[str, str]) -> list[str]:
+    names = sorted((set(run) | set(baseline)) - COMPARED_ENV_IGNORED)
+    return [
+        f"{name}: baseline {baseline.get(name, '(unset)')}, run {run.get(name, '(unset)')}"
+        for name in names
+        if run.get(name) != baseline.get(name)
+    ]
+
+
+def check_comparable(env: Mapping[str, str], baseline: Mapping[str, Any], path: Path) -> None:
+    measured = baseline.get("measured")
+    if not isinstance(measured, dict) or "env" not in measured:
+        raise GateInputError(f"{path}: no measured.env; refresh the baseline (README.md)")
+    differences = env_mismatches(env, _env_object(measured["env"], f"{path}: measured.env"))
+    if differences:
+        raise GateInputError(
+            f"not comparable: the run's env differs from {path} measured.env "
+            f"({'; '.join(differences)}); rerun with the baseline's env, or refresh the "
+            "baseline on purpose (k6/baselines/README.md)"
+        )
+
+
+def compare(
+    current_path: Path, baseline_path: Path, given_env: Sequence[str] | None = None
+) -> list[Row]:
     current = summary_numbers(current_path)
     baseline = _load_json(baseline_path)
+    check_comparable(run_env(current_path, given_env), baseline, baseline_path)
     tolerances = baseline.get("tolerances")
     if not isinstance(tolerances, dict):
         raise GateInputError(f"{baseline_path}: no 'tolerances' object")
@@ -161,8 +224,8 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def gate(current_path: Path, baseline_path: Path) -> int:
-    rows = compare(current_path, baseline_path)
+def gate(current_path: Path, baseline_path: Path, given_env: Sequence[str] | None = None) -> int:
+    rows = compare(current_path, baseline_path, given_env)
     header = ("metric", "baseline", "current", "change", "limit", "verdict")
     body = [
         (
@@ -201,7 +264,11 @@ def summary(path: Path) -> int:
     )
     total = sum(len(m.get("thresholds") or {}) for m in metrics.values() if isinstance(m, dict))
     dropped = (metrics.get("dropped_iterations") or {}).get("count", 0)
-    print(f"requests      {int(reqs['count'])} ({numbers[RATE]:.1f}/s)")
+    iterations = int(metrics[THROUGHPUT_SOURCE]["count"])
+    print(
+        f"requests      {int(reqs['count'])} ({reqs['rate']:.1f}/s), of which "
+        f"{iterations} in the mix ({numbers[RATE]:.1f}/s), the rest setup()"
+    )
     print(f"latency       p95 {numbers[P95]:.1f} ms, p99 {numbers[P99]:.1f} ms")
     print(f"failed        {numbers[FAILED] * 100:.2f}% unexpected responses")
     if checks:
@@ -224,9 +291,21 @@ def _measured_env() -> dict[str, str]:
     }
 
 
+def write_env(summary_path: Path) -> int:
+    """Record the env of the run (this process's) next to its summary."""
+    sidecar = env_path(summary_path)
+    sidecar.write_text(json.dumps(_measured_env(), indent=2) + "\n", encoding="utf-8")
+    return EXIT_PASS
+
+
 def write_baseline(summary_path: Path, baseline_path: Path, k6_version: str) -> int:
-    """Refresh a baseline's numbers on purpose; tolerances and comment are kept."""
+    """Refresh a baseline's numbers on purpose; tolerances and comment are kept.
+
+    The env is the run's (its sidecar) when recorded, else this process's.
+    """
     numbers = summary_numbers(summary_path)
+    sidecar = env_path(summary_path)
+    env = _env_object(_load_json(sidecar), str(sidecar)) if sidecar.is_file() else _measured_env()
     document = _load_json(baseline_path) if baseline_path.exists() else {}
     if not isinstance(document.get("tolerances"), dict):
         raise GateInputError(f"{baseline_path}: needs a 'tolerances' object to refresh")
@@ -236,7 +315,7 @@ def write_baseline(summary_path: Path, baseline_path: Path, k6_version: str) -> 
         "summary": summary_path.name,
         "k6": k6_version,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
-        "env": _measured_env(),
+        "env": env,
     }
     baseline_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(f"perf-gate: wrote {baseline_path} from {summary_path}")
@@ -249,8 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate_cmd = commands.add_parser("gate", help="compare a summary with a baseline")
     gate_cmd.add_argument("current", type=Path)
     gate_cmd.add_argument("baseline", type=Path)
+    gate_cmd.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="the run's env, instead of CURRENT's .env.json sidecar (repeat per variable)",
+    )
     summary_cmd = commands.add_parser("summary", help="print a short summary of a run")
     summary_cmd.add_argument("summary", type=Path)
+    env_cmd = commands.add_parser("env", help="write SUMMARY.env.json from this env")
+    env_cmd.add_argument("summary", type=Path)
     baseline_cmd = commands.add_parser("baseline", help="refresh a baseline from a summary")
     baseline_cmd.add_argument("summary", type=Path)
     baseline_cmd.add_argument("baseline", type=Path)
@@ -261,9 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PASS if error.code == 0 else EXIT_INPUT
     try:
         if args.command == "gate":
-            return gate(args.current, args.baseline)
+            return gate(args.current, args.baseline, args.env)
         if args.command == "summary":
             return summary(args.summary)
+        if args.command == "env":
+            return write_env(args.summary)
         return write_baseline(args.summary, args.baseline, args.k6_version)
     except GateInputError as error:
         print(f"perf-gate: error: {error}", file=sys.stderr)

@@ -90,7 +90,11 @@ def run(
 
 
 def summaries(workdir: Path) -> list[Path]:
-    return sorted(p for p in (workdir / "results").glob("smoke-*.json") if "latest" not in p.name)
+    return sorted(
+        p
+        for p in (workdir / "results").glob("smoke-*.json")
+        if "latest" not in p.name and not p.name.endswith(perf_gate.ENV_SUFFIX)
+    )
 
 
 def test_help_exits_0(workdir: Path) -> None:
@@ -105,6 +109,14 @@ def test_usage_errors_exit_2(workdir: Path, args: tuple[str, ...]) -> None:
     result = run(workdir, *args)
     assert result.returncode == 2
     assert "Usage:" in result.stderr
+
+
+def test_gate_and_update_baseline_together_are_refused(workdir: Path) -> None:
+    """Refreshing first would gate the run against itself: a gate that cannot fail."""
+    result = run(workdir, "smoke", "--update-baseline", "--gate")
+    assert result.returncode == 2
+    assert "--gate and --update-baseline together" in result.stderr
+    assert not (workdir / "results").exists()
 
 
 def test_k6_duration_shortcut_is_refused(workdir: Path) -> None:
@@ -142,10 +154,18 @@ def test_passing_run_writes_summary_and_prints_its_numbers(
     latest = workdir / "results" / "smoke-latest.json"
     assert latest.read_bytes() == summary.read_bytes()
     numbers = perf_gate.summary_numbers(summary)
-    count = int(json.loads(summary.read_text())["metrics"]["http_reqs"]["count"])
-    assert f"requests      {count} ({numbers[perf_gate.RATE]:.1f}/s)" in result.stdout
+    metrics = json.loads(summary.read_text())["metrics"]
+    count, iterations = int(metrics["http_reqs"]["count"]), int(metrics["iterations"]["count"])
+    assert f"requests      {count} (" in result.stdout
+    assert f"of which {iterations} in the mix ({numbers[perf_gate.RATE]:.1f}/s)" in result.stdout
     assert f"p95 {numbers[perf_gate.P95]:.1f} ms" in result.stdout
     assert "thresholds    3 defined, all passed" in result.stdout
+    # The env k6 ran with, beside the summary and its latest copy.
+    env = json.loads(perf_gate.env_path(summary).read_text())
+    assert env == {"BASE_URL": agent.url}
+    assert (workdir / "results" / "smoke-latest.env.json").read_text() == json.dumps(
+        env, indent=2
+    ) + "\n"
 
 
 def test_crossed_threshold_exits_99(workdir: Path, agent: LiveAgent, k6_bin: Path) -> None:
@@ -155,34 +175,52 @@ def test_crossed_threshold_exits_99(workdir: Path, agent: LiveAgent, k6_bin: Pat
     assert "thresholds crossed" in result.stderr
 
 
-def test_gate_passes_on_refreshed_baseline_and_fails_on_doctored_one(
+def test_refresh_then_gate_passes_and_fails_on_doctored_or_incomparable_baseline(
     workdir: Path, agent: LiveAgent, k6_bin: Path
 ) -> None:
     baseline = workdir / "baselines" / "smoke.json"
-    # Latency tolerances wide enough that run-to-run noise on a busy machine never
-    # trips them: the doctored number below must be the only regression.
+    # Tolerances wide enough that run-to-run noise on a busy machine never trips them:
+    # the doctored number below must be the only regression.
     tolerances: dict[str, Any] = {
         perf_gate.P95: {"max_increase_pct": 20, "max_increase_abs": 1000},
         perf_gate.P99: {"max_increase_pct": 20, "max_increase_abs": 1000},
-        perf_gate.RATE: {"max_decrease_pct": 10},
+        perf_gate.RATE: {"max_decrease_pct": 25},
         perf_gate.FAILED: {"max_increase_abs": 0.001},
     }
     baseline.write_text(json.dumps({"tolerances": tolerances}))
-    refreshed = run(workdir, "smoke", "--update-baseline", "--gate", base_url=agent.url)
+
+    # 1. Refresh: the baseline takes this run's numbers and env.
+    refreshed = run(workdir, "smoke", "--update-baseline", base_url=agent.url)
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    assert "performance gate" not in refreshed.stdout
     document = json.loads(baseline.read_text())
-    [summary] = summaries(workdir)
-    numbers = perf_gate.summary_numbers(summary)
+    [first] = summaries(workdir)
+    numbers = perf_gate.summary_numbers(first)
     assert document[perf_gate.P95] == round(numbers[perf_gate.P95], 4)
+    assert document[perf_gate.RATE] == round(numbers[perf_gate.RATE], 4)
     assert document["tolerances"] == tolerances
-    assert "PASS" in refreshed.stdout
-    # A baseline that claims far more throughput than the run's arrival rate.
-    document[perf_gate.RATE] = numbers[perf_gate.RATE] * 10
-    baseline.write_text(json.dumps(document))
+    assert document["measured"]["env"] == {"BASE_URL": agent.url}
+
+    # 2. A later, separate run gates against it and passes.
     gated = run(workdir, "smoke", "--gate", base_url=agent.url)
-    assert gated.returncode == EXIT_GATE, gated.stdout + gated.stderr
-    assert f"regression in {perf_gate.RATE}" in gated.stdout
-    assert "performance gate failed" in gated.stderr
+    assert gated.returncode == 0, gated.stdout + gated.stderr
+    assert "PASS" in gated.stdout
+    assert len(summaries(workdir)) == 2
+    assert json.loads(baseline.read_text()) == document  # gating never rewrites it
+
+    # 3. A baseline that claims far more throughput than the arrival rate: regression.
+    baseline.write_text(json.dumps({**document, perf_gate.RATE: numbers[perf_gate.RATE] * 10}))
+    doctored = run(workdir, "smoke", "--gate", base_url=agent.url)
+    assert doctored.returncode == EXIT_GATE, doctored.stdout + doctored.stderr
+    assert f"regression in {perf_gate.RATE}" in doctored.stdout
+    assert "performance gate failed" in doctored.stderr
+
+    # 4. A run with another env than the baseline's is refused, whatever its numbers.
+    baseline.write_text(json.dumps(document))
+    other = run(workdir, "smoke", "--gate", base_url=agent.url, K6_SEED="7")
+    assert other.returncode == EXIT_GATE, other.stdout + other.stderr
+    assert "not comparable" in other.stderr
+    assert "K6_SEED: baseline (unset), run 7" in other.stderr
 
 
 def test_html_report_and_prometheus_remote_write(
@@ -244,5 +282,7 @@ def test_prometheus_port_override_publishes_only_prometheus_on_loopback() -> Non
         for name, service in services.items()
         if service.get("ports")
     }
-    assert published["prometheus"] == {("127.0.0.1", 9090)}
+    # The same port as inside the compose network, so one URL serves both.
+    [prometheus_port] = services["prometheus"]["expose"]
+    assert published["prometheus"] == {("127.0.0.1", int(prometheus_port))}
     assert set(published) == {"neuros", "grafana", "prometheus"}

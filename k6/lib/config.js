@@ -41,13 +41,22 @@ export function vus(peakRate) {
 // Deliberately invalid requests declare their 4xx as expected, so http_req_failed and
 // expected_response:true see only the traffic the SLO is about. With abortOnFail the
 // test stops as soon as the SLO is broken, after `abortDelay` of warm-up.
+//
+// The SLO spec has a single latency objective (latency_objective of requests under
+// latency_threshold_ms: 99 % under 300 ms), so its percentile, p(99), is the SLO
+// threshold. p(95) is held to the same bound because the spec gives no other number to
+// take: it can only fail when p(99) fails too, so it adds no verdict of its own (a
+// stricter p95 bound would be a number the spec does not have). Regressions of p95
+// under the SLO bound are the performance gate's job: k6/perf-gate.sh compares p95 and
+// p99 with the committed baseline.
 export function sloThresholds(slo, { abortOnFail = false, abortDelay = '30s' } = {}) {
   const rule = (threshold) =>
     abortOnFail ? { threshold, abortOnFail: true, delayAbortEval: abortDelay } : threshold;
   const ms = slo.latency_threshold_ms;
+  const percentiles = [...new Set([95, Number((slo.latency_objective * 100).toFixed(4))])];
   return {
     http_req_failed: [rule(`rate<${slo.max_error_rate}`)],
-    'http_req_duration{expected_response:true}': [rule(`p(95)<${ms}`), rule(`p(99)<${ms}`)],
+    'http_req_duration{expected_response:true}': percentiles.map((p) => rule(`p(${p})<${ms}`)),
     checks: [rule(`rate>${slo.availability_objective}`)],
     // Every part of the mix must actually be sent (this also puts the per-kind request
     // counts into the end-of-test summary).

@@ -9,8 +9,9 @@ import { KINDS, MIX } from './mix.js';
 import { SEED, userIds } from './population.js';
 import { pick, pickFloat, pickInt, streamFor } from './prng.js';
 
-// Route templates as `name` tags: one time series per route, not one per user.
-const ROUTES = Object.freeze({
+// Route templates as `name` tags: one time series per route, not one per user
+// (scripts/k6_thresholds.py reads this block to validate `name` selectors).
+export const ROUTES = Object.freeze({
   readings: 'POST /v1/users/{user_id}/readings',
   kpis: 'GET /v1/users/{user_id}/kpis',
   analyze: 'POST /v1/users/{user_id}/analyze',

@@ -6,7 +6,7 @@
 //   BASE_URL              agent URL (default http://localhost:8000)
 //   K6_RATE               rate at the end of the ramp, if nothing broke before
 //                         (default 20 x the typical 50)
-//   HOLD_DURATION           length of the ramp (default 30m)
+//   HOLD_DURATION         length of the ramp (default 30m)
 //   K6_ABORT_DELAY        warm-up before abortOnFail thresholds are evaluated (default 30s)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)

@@ -5,7 +5,7 @@
 //   BASE_URL              agent URL (default http://localhost:8000)
 //   K6_RATE               iterations (= requests) per second at the plateau (default 50)
 //   K6_RAMP_DURATION      ramp-up time, also the ramp-down time (default 5m)
-//   HOLD_DURATION           plateau (default 30m)
+//   HOLD_DURATION         plateau (default 30m)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)

@@ -4,7 +4,7 @@
 // Environment (defaults give a run under 30 s, setup included):
 //   BASE_URL              agent URL (default http://localhost:8000)
 //   K6_RATE               iterations (= requests) per second (default 5)
-//   HOLD_DURATION           how long (default 15s)
+//   HOLD_DURATION         how long (default 15s)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default 5)
 //   K6_MAX_VUS            VU ceiling (default 10)
 //   K6_USERS              population size, seeded in setup() (default 500)

@@ -5,7 +5,7 @@
 //   BASE_URL              agent URL (default http://localhost:8000)
 //   K6_RATE               iterations (= requests) per second (default the typical 50)
 //   K6_RAMP_DURATION      ramp-up time, also the ramp-down time (default 5m)
-//   HOLD_DURATION           hold (default 4h)
+//   HOLD_DURATION         hold (default 4h)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)

@@ -6,7 +6,7 @@
 //   K6_BASE_RATE          iterations per second before and after the spike (default 10)
 //   K6_RATE               iterations per second at the top (default 8 x the typical 50)
 //   K6_RAMP_DURATION      time to reach the top, also the time to fall back (default 30s)
-//   HOLD_DURATION           time at the top (default 1m)
+//   HOLD_DURATION         time at the top (default 1m)
 //   K6_RECOVERY_DURATION  time at the base rate after the spike (default 2m)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)

@@ -6,7 +6,7 @@
 //   K6_RATE               iterations (= requests) per second at the plateau
 //                         (default 3 x the typical 50)
 //   K6_RAMP_DURATION      ramp-up time, also the ramp-down time (default 10m)
-//   HOLD_DURATION           plateau (default 30m)
+//   HOLD_DURATION         plateau (default 30m)
 //   K6_ABORT_DELAY        warm-up before abortOnFail thresholds are evaluated (default 1m)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
