@@ -80,6 +80,16 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def serves(process: subprocess.Popen[bytes], url: str, log: Callable[[], str]) -> bool:
+    """True once ``url`` answers 200; fails at once, with the log, if the process died."""
+    if process.poll() is not None:
+        raise AssertionError(f"{process.args!r} exited early:\n{log()}")
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @dataclass
 class LiveAgent:
     """``python -m neuros`` in a subprocess, as deployed."""
@@ -111,12 +121,7 @@ class LiveAgent:
 
     def _healthy(self) -> bool:
         assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"agent exited early:\n{self.log()}")
-        try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return serves(self.process, f"{self.url}/health", self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

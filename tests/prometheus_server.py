@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, serves, wait_until
 from tests.tooling import REPO_ROOT, tool
 
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
@@ -99,12 +99,7 @@ class PrometheusServer:
 
     def _ready(self) -> bool:
         assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"prometheus exited early:\n{self.log()}")
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return serves(self.process, f"{self.url}/-/ready", self.log)
 
     def api(self, path: str, **params: str) -> Any:
         """``data`` of a successful ``/api/v1/<path>`` answer."""
