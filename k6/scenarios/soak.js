@@ -9,42 +9,13 @@
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)
-import {
-  SUMMARY_TREND_STATS,
-  TYPICAL_RATE,
-  envDuration,
-  envInt,
-  sloThresholds,
-  vus,
-} from '../lib/config.js';
-import { iteration, prepare } from '../lib/traffic.js';
+import { TYPICAL_RATE } from '../lib/config.js';
+import { envHold, envRamp, envRate, rampingArrivalRate, upHoldDown } from '../lib/scenario.js';
 
-const slo = JSON.parse(open('../lib/slo.json'));
-const rate = envInt('K6_RATE', TYPICAL_RATE);
-const ramp = envDuration('K6_RAMP_DURATION', '5m');
+export { default, setup } from '../lib/scenario.js';
 
-export const options = {
-  scenarios: {
-    soak: {
-      executor: 'ramping-arrival-rate',
-      startRate: 0,
-      timeUnit: '1s',
-      stages: [
-        { target: rate, duration: ramp },
-        { target: rate, duration: envDuration('HOLD_DURATION', '4h') },
-        { target: 0, duration: ramp },
-      ],
-      ...vus(rate),
-    },
-  },
-  thresholds: sloThresholds(slo),
-  summaryTrendStats: SUMMARY_TREND_STATS,
-};
+const rate = envRate(TYPICAL_RATE);
 
-export function setup() {
-  return prepare();
-}
-
-export default function () {
-  iteration();
-}
+export const options = rampingArrivalRate('soak', rate, {
+  stages: upHoldDown(rate, envRamp('5m'), envHold('4h')),
+});

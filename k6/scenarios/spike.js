@@ -11,44 +11,21 @@
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)
-import {
-  SUMMARY_TREND_STATS,
-  TYPICAL_RATE,
-  envDuration,
-  envInt,
-  sloThresholds,
-  vus,
-} from '../lib/config.js';
-import { iteration, prepare } from '../lib/traffic.js';
+import { TYPICAL_RATE, envDuration, envInt } from '../lib/config.js';
+import { envHold, envRamp, envRate, rampingArrivalRate } from '../lib/scenario.js';
 
-const slo = JSON.parse(open('../lib/slo.json'));
+export { default, setup } from '../lib/scenario.js';
+
 const base = envInt('K6_BASE_RATE', 10);
-const rate = envInt('K6_RATE', 8 * TYPICAL_RATE);
-const ramp = envDuration('K6_RAMP_DURATION', '30s');
+const rate = envRate(8 * TYPICAL_RATE);
+const ramp = envRamp('30s');
 
-export const options = {
-  scenarios: {
-    spike: {
-      executor: 'ramping-arrival-rate',
-      startRate: base,
-      timeUnit: '1s',
-      stages: [
-        { target: rate, duration: ramp },
-        { target: rate, duration: envDuration('HOLD_DURATION', '1m') },
-        { target: base, duration: ramp },
-        { target: base, duration: envDuration('K6_RECOVERY_DURATION', '2m') },
-      ],
-      ...vus(rate),
-    },
-  },
-  thresholds: sloThresholds(slo),
-  summaryTrendStats: SUMMARY_TREND_STATS,
-};
-
-export function setup() {
-  return prepare();
-}
-
-export default function () {
-  iteration();
-}
+export const options = rampingArrivalRate('spike', rate, {
+  startRate: base,
+  stages: [
+    { target: rate, duration: ramp },
+    { target: rate, duration: envHold('1m') },
+    { target: base, duration: ramp },
+    { target: base, duration: envDuration('K6_RECOVERY_DURATION', '2m') },
+  ],
+});

@@ -11,45 +11,23 @@
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default rate / 5)
 //   K6_MAX_VUS            VU ceiling (default 2 x rate)
 //   K6_USERS, K6_SEED     population size and traffic seed (defaults 500, 20261127)
+import { TYPICAL_RATE } from '../lib/config.js';
 import {
-  SUMMARY_TREND_STATS,
-  TYPICAL_RATE,
-  envDuration,
-  envInt,
-  sloThresholds,
-  vus,
-} from '../lib/config.js';
-import { iteration, prepare } from '../lib/traffic.js';
+  envAbortDelay,
+  envHold,
+  envRamp,
+  envRate,
+  rampingArrivalRate,
+  upHoldDown,
+} from '../lib/scenario.js';
 
-const slo = JSON.parse(open('../lib/slo.json'));
-const rate = envInt('K6_RATE', 3 * TYPICAL_RATE);
-const ramp = envDuration('K6_RAMP_DURATION', '10m');
+export { default, setup } from '../lib/scenario.js';
 
-export const options = {
-  scenarios: {
-    stress: {
-      executor: 'ramping-arrival-rate',
-      startRate: 0,
-      timeUnit: '1s',
-      stages: [
-        { target: rate, duration: ramp },
-        { target: rate, duration: envDuration('HOLD_DURATION', '30m') },
-        { target: 0, duration: ramp },
-      ],
-      ...vus(rate),
-    },
-  },
-  thresholds: sloThresholds(slo, {
-    abortOnFail: true,
-    abortDelay: envDuration('K6_ABORT_DELAY', '1m'),
-  }),
-  summaryTrendStats: SUMMARY_TREND_STATS,
-};
+const rate = envRate(3 * TYPICAL_RATE);
 
-export function setup() {
-  return prepare();
-}
-
-export default function () {
-  iteration();
-}
+export const options = rampingArrivalRate(
+  'stress',
+  rate,
+  { stages: upHoldDown(rate, envRamp('10m'), envHold('30m')) },
+  { abortDelay: envAbortDelay('1m') },
+);
