@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import free_port, serves, wait_until
+from tests.conftest import free_port, serves, stop_process, wait_until
 from tests.tooling import REPO_ROOT, tool
 
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
@@ -118,13 +118,8 @@ class PrometheusServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @contextmanager
