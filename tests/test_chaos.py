@@ -644,8 +644,17 @@ def test_kill_agent_for_real(stack: ComposeStack, tmp_path: Path) -> None:
     kill = method["sigkill-agent-host-pid"]
     assert kill["output"]["restart_count_before"] == restarts_before
     assert kill["commands"] == [f"kill -KILL {kill['output']['pid']}"]
-    # The agent's own process (the image's entrypoint), not the init compose puts first.
-    entrypoint = json.loads(stack.inspect(AGENT, "{{json .Config.Entrypoint}}"))
+    # The agent's own process (the image's entrypoint, which the override's shell
+    # execs), not the init compose puts first.
+    image = stack.inspect(AGENT, "{{.Config.Image}}").strip()
+    entrypoint = json.loads(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert kill["output"]["process"] == Path(entrypoint[0]).name, kill["output"]
     if kill["output"]["main_process"] == "docker-init":
         assert kill["output"]["pid"] != kill["output"]["main_pid"]
