@@ -70,14 +70,22 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
+    predicate: Callable[[], bool],
+    timeout: float = 15.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.05,
+    details: Callable[[], str] = lambda: "",
+) -> float:
+    """Poll ``predicate`` until true; returns the seconds it took. On timeout the
+    AssertionError carries ``details()`` (last answers, logs)."""
+    start = time.monotonic()
+    deadline = start + timeout
     while time.monotonic() < deadline:
         if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{details()}".rstrip())
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:

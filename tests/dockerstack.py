@@ -26,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ import pytest
 import yaml
 
 from tests.compose_model import COMPOSE_FILE, ENV_EXAMPLE, PASSWORD_VARIABLE, read_env_file
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.tooling import REPO_ROOT, in_ci
 
 SETUP_HINT = "run scripts/docker-setup.sh (scripts/test.sh --docker runs it)"
@@ -107,24 +106,6 @@ def exposed_port(service: str) -> int:
     if len(ports) != 1:
         raise AssertionError(f"{service}: expected one exposed port, found {ports}")
     return ports[0]
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    details: Callable[[], str] = lambda: "",
-) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took. On timeout the
-    AssertionError carries ``details()`` (last answers, logs)."""
-    start = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{details()}")
-        time.sleep(POLL_SECONDS)
 
 
 def _run(
@@ -304,7 +285,13 @@ class ComposeStack:
             log = self.inspect(service, "{{if .State.Health}}{{json .State.Health.Log}}{{end}}")
             return f"health: {self.health(service)}; checks: {log}\n{self.logs(service)}"
 
-        return wait_for(healthy, timeout=timeout, what=f"{service} healthy", details=details)
+        return wait_until(
+            healthy,
+            timeout,
+            f"{service} healthy",
+            interval=POLL_SECONDS,
+            details=details,
+        )
 
     def exec(self, service: str, *argv: str, timeout: float = COMMAND_TIMEOUT) -> str:
         """Run ``argv`` in the service's container (as its user); its stdout."""

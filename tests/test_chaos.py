@@ -38,7 +38,13 @@ from chaos.runner import EXPERIMENTS_DIR_ENV
 from neuros.schemas import Reading
 from tests.compose_model import COMPOSE_FILE
 from tests.conftest import wait_until
-from tests.dockerstack import ComposeStack, compose_service, exposed_port, require_docker, wait_for
+from tests.dockerstack import (
+    POLL_SECONDS,
+    ComposeStack,
+    compose_service,
+    exposed_port,
+    require_docker,
+)
 from tests.tooling import REPO_ROOT
 
 RUNNER = REPO_ROOT / "chaos" / "run-chaos-test.sh"
@@ -508,7 +514,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
             alerts = compose.prometheus_api("alerts")["alerts"]
             return bool(up) and up[0]["value"][1] == "1" and not alerts_named(alerts, AGENT_DOWN)
 
-        wait_for(steady, timeout=60, what="agent scraped and NeurosAgentDown inactive")
+        wait_until(
+            steady,
+            timeout=60,
+            what="agent scraped and NeurosAgentDown inactive",
+            interval=POLL_SECONDS,
+        )
         yield compose
 
 

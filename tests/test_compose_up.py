@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from neuros.api.readings import INGEST_ROUTE_NAME, router
 from neuros.metrics import build_metrics
 from tests import dockerstack
-from tests.conftest import reading
-from tests.dockerstack import ComposeStack, StartStack, env_example, exposed_port, wait_for
+from tests.conftest import reading, wait_until
+from tests.dockerstack import ComposeStack, StartStack, env_example, exposed_port
 from tests.tooling import REPO_ROOT
 
 Test = TypeVar("Test", bound=Callable[..., None])
@@ -187,9 +187,10 @@ def test_prometheus_scrapes_the_agent_by_service_name(
     job, instance = _agent_target()
     promql = f'up{{job="{job}",instance="{instance}"}} == 1'
     with timings.stage(f"first successful scrape of {instance}"):
-        wait_for(
+        wait_until(
             lambda: len(_series(stack, promql)) == 1,
             timeout=SCRAPE_DEADLINE,
+            interval=dockerstack.POLL_SECONDS,
             what=promql,
             details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
         )
@@ -230,9 +231,10 @@ def test_prometheus_reaches_alertmanager(stack: ComposeStack) -> None:
         managers = stack.prometheus_api("alertmanagers")["activeAlertmanagers"]
         return [httpx.URL(manager["url"]).netloc.decode() for manager in managers]
 
-    wait_for(
+    wait_until(
         lambda: active() == targets,
         timeout=30,
+        interval=dockerstack.POLL_SECONDS,
         what=f"{targets} among Prometheus' active Alertmanagers",
         details=lambda: f"active: {active()}",
     )
@@ -259,9 +261,10 @@ def test_posted_readings_reach_prometheus(stack: ComposeStack, timings: Timings)
         return float(series[0]["value"][1]) if len(series) == 1 else None
 
     with timings.stage(f"{READINGS_POSTED} posted readings visible in Prometheus"):
-        wait_for(
+        wait_until(
             lambda: value() == want,
             timeout=SCRAPE_DEADLINE,
+            interval=dockerstack.POLL_SECONDS,
             what=f"{promql} == {want}",
             details=lambda: f"last value: {value()}",
         )
@@ -295,9 +298,10 @@ def test_request_traces_are_stored_as_exemplars(stack: ComposeStack) -> None:
             for exemplar in series["exemplars"]
         }
 
-    wait_for(
+    wait_until(
         lambda: trace_id in trace_ids(),
         timeout=SCRAPE_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
         what=f"an exemplar with trace_id {trace_id} on {bucket}",
         details=lambda: f"trace ids stored: {sorted(trace_ids())}",
     )

@@ -31,9 +31,12 @@ def test_requests_are_labelled_by_route_template(app: InProcess) -> None:
     assert app.sample("neuros_http_requests_total", kpis) == 1
     unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
     assert app.sample("neuros_http_requests_total", unmatched) == 1
-    assert app.sample(
-        "neuros_http_requests_total", {"method": "OTHER", "route": "/health", "status": "405"}
-    ) == 1
+    assert (
+        app.sample(
+            "neuros_http_requests_total", {"method": "OTHER", "route": "/health", "status": "405"}
+        )
+        == 1
+    )
     duration = {"method": "POST", "route": ROUTE}
     assert app.sample("neuros_http_request_duration_seconds_count", duration) == 2
     text = app.client.get("/metrics").text
@@ -121,9 +124,12 @@ def test_openmetrics_carries_trace_exemplars(app: InProcess) -> None:
 def test_metrics_disabled_removes_the_middleware(make_app: Callable[..., InProcess]) -> None:
     app = make_app(metrics_enabled=False)
     app.client.post("/v1/users/u1/readings", json={"readings": [reading()]})
-    assert app.registry.get_sample_value(
-        "neuros_http_requests_total", {"method": "POST", "route": ROUTE, "status": "201"}
-    ) is None
+    assert (
+        app.registry.get_sample_value(
+            "neuros_http_requests_total", {"method": "POST", "route": ROUTE, "status": "201"}
+        )
+        is None
+    )
 
 
 def test_latency_buckets_are_sorted_and_fine_enough_for_an_slo() -> None:
