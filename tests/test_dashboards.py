@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from scripts import check_stack as cs
 from scripts import dashboards, slo
 from tests.conftest import InProcess, reading, wait_until
 from tests.prometheus_server import PrometheusServer
@@ -62,14 +63,11 @@ def _parse(expr: str) -> promql_parser.Expr:
     return promql_parser.parse(expr)
 
 
-def _nodes(node: Any) -> Iterator[Any]:
-    yield node
-    for attr in ("lhs", "rhs", "expr", "param", "vector_selector"):
-        child = getattr(node, attr, None)
-        if isinstance(child, promql_parser.Expr):
-            yield from _nodes(child)
-    for arg in getattr(node, "args", None) or []:
-        yield from _nodes(arg)
+def _nodes(expr: promql_parser.Expr) -> list[Any]:
+    """Every node of the expression (the parser's own walk, as scripts/check-stack uses)."""
+    nodes: list[Any] = []
+    promql_parser.walk(expr, nodes.append)
+    return nodes
 
 
 def _unparen(node: Any) -> Any:
@@ -95,11 +93,7 @@ def _is_zero_fill(node: Any) -> bool:
 
 
 def _metric_names(expr: str) -> set[str]:
-    return {
-        node.name
-        for node in _nodes(_parse(expr))
-        if isinstance(node, promql_parser.VectorSelector) and node.name
-    }
+    return {name for name, _job in cs.metric_reads(_parse(expr)).names}
 
 
 def _write_spec(tmp_path: Path, **extra_slos: dict[str, object]) -> Path:
