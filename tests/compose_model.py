@@ -257,6 +257,15 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+def compose_service(name: str) -> dict[str, Any]:
+    """A service of docker-compose.yml, as written (not rendered)."""
+    services: dict[str, Any] = load_yaml(COMPOSE_FILE)["services"]
+    if name not in services:
+        raise AssertionError(f"docker-compose.yml has no service {name!r}")
+    service: dict[str, Any] = services[name]
+    return service
+
+
 def otel_queue_directory() -> str:
     directory: str = load_yaml(OTEL_CONFIG)["extensions"]["file_storage"]["directory"]
     return directory

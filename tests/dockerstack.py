@@ -35,9 +35,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import yaml
 
-from tests.compose_model import COMPOSE_FILE, ENV_EXAMPLE, PASSWORD_VARIABLE, read_env_file
+from tests.compose_model import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    PASSWORD_VARIABLE,
+    compose_service,
+    read_env_file,
+)
 from tests.conftest import free_port, wait_until
 from tests.tooling import REPO_ROOT, in_ci
 
@@ -89,15 +94,6 @@ def require_docker() -> None:
 def env_example() -> dict[str, str]:
     """The values the stack runs with: .env.example, the compose env file."""
     return read_env_file(ENV_EXAMPLE)
-
-
-def compose_service(name: str) -> dict[str, Any]:
-    """A service of docker-compose.yml, as written."""
-    services: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
-    if name not in services:
-        raise AssertionError(f"docker-compose.yml has no service {name!r}")
-    service: dict[str, Any] = services[name]
-    return service
 
 
 def exposed_port(service: str) -> int:

@@ -36,12 +36,11 @@ from chaos.docker import PROJECT_LABEL, SERVICE_LABEL, Project, RefusedTarget
 from chaos.experiment import available, references, within
 from chaos.runner import EXPERIMENTS_DIR_ENV
 from neuros.schemas import Reading
-from tests.compose_model import COMPOSE_FILE
+from tests.compose_model import COMPOSE_FILE, compose_service
 from tests.conftest import wait_until
 from tests.dockerstack import (
     POLL_SECONDS,
     ComposeStack,
-    compose_service,
     exposed_port,
     require_docker,
 )

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from neuros.api.readings import INGEST_ROUTE_NAME, router
 from neuros.metrics import build_metrics
 from tests import dockerstack
+from tests.compose_model import compose_service
 from tests.conftest import reading, wait_until
 from tests.dockerstack import ComposeStack, StartStack, env_example, exposed_port
 from tests.tooling import REPO_ROOT
@@ -172,7 +173,7 @@ def test_service_passes_its_docker_healthcheck(stack: ComposeStack, service: str
 
 @on_stack
 def test_agent_runs_as_the_compose_user(stack: ComposeStack) -> None:
-    uid, _, gid = str(dockerstack.compose_service(AGENT)["user"]).partition(":")
+    uid, _, gid = str(compose_service(AGENT)["user"]).partition(":")
     status = Path(f"/proc/{stack.host_pid(AGENT)}/status").read_text()
     ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()[:10]}
     # Real, effective, saved and filesystem ids.
@@ -337,7 +338,7 @@ def test_down_removes_containers_and_volumes(docker_stack: StartStack, timings: 
     named = {
         str(volume).split(":")[0]
         for service in SERVICES
-        for volume in dockerstack.compose_service(service).get("volumes", [])
+        for volume in compose_service(service).get("volumes", [])
         if not str(volume).startswith((".", "/", "$"))
     }
     assert sorted(volumes) == sorted(f"{own.project}_{name}" for name in named)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.compose_model import IMAGES_WITHOUT_TOOLS
+from tests.compose_model import IMAGES_WITHOUT_TOOLS, compose_service
 from tests.config_schemas import (
     COLLECTOR_COMPONENT_SCHEMAS,
     COLLECTOR_SERVICE_SCHEMA,
@@ -211,14 +211,6 @@ def _prometheus_target(job_name: str) -> tuple[str, int]:
     return _host_port(targets[0])
 
 
-def _compose_service(name: str) -> dict[str, Any]:
-    """Service ``name`` of docker-compose.yml."""
-    compose = _load(COMPOSE_FILE)
-    service = compose.get("services", {}).get(name)
-    assert service is not None, f"docker-compose.yml has no {name!r} service"
-    return _mapping(service, f"compose service {name}")
-
-
 def _mount_targets(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(source, target) of each volume of a compose service, short or long syntax."""
     for volume in service.get("volumes", []):
@@ -383,7 +375,7 @@ def test_tempo_image_is_the_checked_release() -> None:
 )
 def test_compose_runs_the_pinned_image(job: str, variable: str) -> None:
     job_host, _ = _prometheus_target(job)
-    image = str(_compose_service(job_host).get("image", ""))
+    image = str(compose_service(job_host).get("image", ""))
     match = _COMPOSE_VARIABLE.fullmatch(image)
     wanted = f"compose service {job_host} must take its image from ${{{variable}}}, not {image!r}"
     assert match is not None, wanted
@@ -457,7 +449,7 @@ def test_collector_receives_otlp_on_all_interfaces() -> None:
 def test_agent_exports_to_the_collector_http_receiver() -> None:
     collector_host, _ = _prometheus_target("otel-collector")
     agent_host, _ = _prometheus_target("neuros")
-    environment = _environment(_compose_service(agent_host))
+    environment = _environment(compose_service(agent_host))
     endpoint = environment.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environment.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     )
@@ -478,7 +470,7 @@ def test_memory_limiter_is_consistent() -> None:
 
 def test_memory_limiter_fits_the_container_memory_limit() -> None:
     collector_host, _ = _prometheus_target("otel-collector")
-    service = _compose_service(collector_host)
+    service = compose_service(collector_host)
     limit = service.get("mem_limit") or (
         service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
     )
@@ -509,7 +501,7 @@ def test_exporter_targets_tempo_otlp_grpc_receiver() -> None:
 
 def test_exporter_target_is_a_compose_service() -> None:
     host, _ = _host_port(_tempo_exporter(_collector())["endpoint"])
-    _compose_service(host)
+    compose_service(host)
 
 
 def test_exporter_retries_and_queues_on_disk() -> None:
@@ -535,7 +527,7 @@ def test_exporter_retries_and_queues_on_disk() -> None:
 def test_file_storage_directory_is_a_compose_volume() -> None:
     config = _collector()
     collector_host, _ = _prometheus_target("otel-collector")
-    targets = [target for _, target in _mount_targets(_compose_service(collector_host))]
+    targets = [target for _, target in _mount_targets(compose_service(collector_host))]
     for name, body in config["extensions"].items():
         if _component_type(name) == "file_storage":
             directory = body["directory"]
@@ -546,7 +538,7 @@ def test_file_storage_directory_is_a_compose_volume() -> None:
 
 def test_compose_loads_this_collector_config() -> None:
     collector_host, _ = _prometheus_target("otel-collector")
-    service = _compose_service(collector_host)
+    service = compose_service(collector_host)
     mounted = _container_path(service, COLLECTOR_CONFIG)
     assert mounted is not None, "compose does not mount otel/config.yml into the collector"
     loaded = _flag_value(_command(service), "--config") or COLLECTOR_DEFAULT_CONFIG_PATH
@@ -556,7 +548,7 @@ def test_compose_loads_this_collector_config() -> None:
 @pytest.mark.parametrize("job", ["otel-collector", "tempo"])
 def test_compose_healthcheck_needs_no_missing_tool(job: str) -> None:
     host, _ = _prometheus_target(job)
-    healthcheck = _compose_service(host).get("healthcheck")
+    healthcheck = compose_service(host).get("healthcheck")
     if healthcheck is None or healthcheck.get("disable") is True:
         return
     assert healthcheck.get("test") in (["NONE"], "NONE"), (
@@ -622,7 +614,7 @@ def test_remote_write_target_is_the_compose_prometheus() -> None:
     for remote_write in _tempo()["metrics_generator"]["storage"]["remote_write"]:
         host = urlsplit(remote_write["url"]).hostname
         assert host is not None
-        command = _command(_compose_service(host))
+        command = _command(compose_service(host))
         assert "--web.enable-remote-write-receiver" in command, f"{host} refuses remote writes"
         features = ",".join(_flag_values(command, "--enable-feature")).split(",")
         assert "exemplar-storage" in features, f"{host} drops the exemplars Tempo sends"
@@ -648,7 +640,7 @@ def test_tempo_does_not_report_usage() -> None:
 def test_tempo_data_lives_on_a_compose_volume() -> None:
     config = _tempo()
     tempo_host, _ = _prometheus_target("tempo")
-    targets = [target for _, target in _mount_targets(_compose_service(tempo_host))]
+    targets = [target for _, target in _mount_targets(compose_service(tempo_host))]
     trace = config["storage"]["trace"]
     paths = [
         trace["wal"]["path"],
@@ -661,7 +653,7 @@ def test_tempo_data_lives_on_a_compose_volume() -> None:
 
 def test_compose_loads_this_tempo_config() -> None:
     tempo_host, _ = _prometheus_target("tempo")
-    service = _compose_service(tempo_host)
+    service = compose_service(tempo_host)
     mounted = _container_path(service, TEMPO_CONFIG)
     assert mounted is not None, "compose does not mount tempo/tempo.yml into Tempo"
     loaded = _flag_value(_command(service), "-config.file")
@@ -828,7 +820,7 @@ def test_an_invalid_collector_value_is_caught(mutate: Any, expected: str) -> Non
 
 def test_gomemlimit_sits_between_memory_limiter_and_container_limit() -> None:
     collector_host, _ = _prometheus_target("otel-collector")
-    service = _compose_service(collector_host)
+    service = compose_service(collector_host)
     gomemlimit = _environment(service).get("GOMEMLIMIT")
     assert gomemlimit is not None, f"compose service {collector_host} sets no GOMEMLIMIT"
     container = service["deploy"]["resources"]["limits"]["memory"]
