@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from neuros.ingest import GroupLimits
+
 DEFAULT_PORT = 8000
 
 
@@ -24,6 +26,17 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Group commit (neuros.ingest): bounds of one transaction of pending batches.
+    group_commit_max_batches: Annotated[int, Field(ge=1, le=10_000)] = 256
+    group_commit_max_wait_ms: Annotated[float, Field(ge=0, le=100)] = 0.0
+    group_commit_max_pending: Annotated[int, Field(ge=1)] = 10_000
+
+    def group_limits(self) -> GroupLimits:
+        return GroupLimits(
+            max_batches=self.group_commit_max_batches,
+            max_wait_seconds=self.group_commit_max_wait_ms / 1000,
+            max_pending=self.group_commit_max_pending,
+        )
 
 
 @lru_cache

@@ -4,10 +4,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NoOpTracer
+from opentelemetry.trace import NoOpTracer, TracerProvider
 from prometheus_client import CollectorRegistry
 
 from neuros.agent import Agent
@@ -32,6 +32,21 @@ def _version() -> str:
         return "unknown"
 
 
+def _declare_request_bodies(app: FastAPI) -> None:
+    """Routes that validate their body from bytes declare it in ``openapi_extra``;
+    their models join the generated components here."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            readings.add_body_schemas(schema.setdefault("components", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -46,7 +61,11 @@ def create_app(
     provider = build_tracer_provider() if owns_provider else tracer_provider
     tracer = provider.get_tracer("neuros") if provider is not None else NoOpTracer()
     agent = Agent(
-        Store(settings.db_path), metrics, tracer, sleep_need_hours=settings.sleep_need_hours
+        Store(settings.db_path),
+        metrics,
+        tracer,
+        sleep_need_hours=settings.sleep_need_hours,
+        group_limits=settings.group_limits(),
     )
 
     @asynccontextmanager
@@ -56,7 +75,7 @@ def create_app(
         try:
             yield
         finally:
-            agent.store.close()
+            await agent.stop()
             if provider is not None and owns_provider and not shutdown_tracing(provider):
                 logger.warning("span flush timed out; unsent spans dropped")
 
@@ -71,6 +90,7 @@ def create_app(
     for router in (readings.router, kpis.router, health.router, metrics_api.router):
         app.include_router(router)
     install_error_handlers(app, metrics)
+    _declare_request_bodies(app)
 
     # Last added runs first: server span, body limit, access log, then metrics
     # innermost, so its exemplars name the request's span.

@@ -8,7 +8,8 @@ from neuros.agent import Agent
 from neuros.schemas import USER_ID_PATTERN
 
 
-def get_agent(request: Request) -> Agent:
+# async: FastAPI runs a sync dependency in a worker thread, a hop per request.
+async def get_agent(request: Request) -> Agent:
     agent: Agent = request.app.state.agent
     return agent
 

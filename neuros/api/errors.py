@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from neuros.api.readings import INGEST_ROUTE_NAME
 from neuros.metrics import Metrics, RejectReason
+from neuros.store import StorageError
 
 logger = logging.getLogger("neuros.errors")
 
@@ -71,4 +72,5 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(sqlite3.Error, storage_error)
+    app.add_exception_handler(StorageError, storage_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response, status
 
 from neuros.api.deps import AgentDep
+from neuros.schemas import Status
 
 router = APIRouter(tags=["health"])
 
@@ -13,10 +14,13 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "Database not writable"}})
-def ready(agent: AgentDep, response: Response) -> dict[str, str]:
-    """Readiness: a transaction can be committed to the database."""
-    if agent.ready():
+@router.get(
+    "/ready",
+    responses={503: {"model": Status, "description": "Database not writable"}},
+)
+async def ready(agent: AgentDep, response: Response) -> dict[str, str]:
+    """Readiness: the writer commits a probe transaction to the database."""
+    if await agent.ready():
         return {"status": "ready"}
     response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return {"status": "database not writable"}
