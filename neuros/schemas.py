@@ -2,13 +2,14 @@
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -28,16 +29,69 @@ _RFC3339 = re.compile(
 RrInterval = Annotated[float, Field(strict=True, ge=250, le=2500)]
 EARLIEST_READING = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
+MEASUREMENTS = ("rr_intervals_ms", "hrv_rmssd_ms", "resting_hr_bpm", "sleep_hours")
+
+# --- OpenAPI declaration of ``recorded_at`` ------------------------------------------
+# What ``_RFC3339`` and pydantic's datetime parser accept together, as one pattern a
+# JSON Schema validator evaluates the same way (ASCII digits, no lookaround): a real
+# calendar day of year 0001-9999, hour 00-23, minute and second 00-59 (no leap second),
+# 1 to 9 fraction digits, and "Z" or an offset of at most +-23:59. The separator may be
+# "T", "t" or a space (RFC 3339 section 5.6, note), which is why the declaration has no
+# ``format: date-time``: that format forbids the space the server accepts.
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_DATE = (
+    f"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    f"|{_LEAP_YEAR}-02-29)"
+)
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?"
+_OFFSET = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+RECORDED_AT_PATTERN = f"^{_DATE}[Tt ]{_TIME}{_OFFSET}$"
+# The time bounds depend on the server's clock, which JSON Schema cannot refer to; they
+# are stated machine-readably as vendor extensions (and in words in the description).
+EARLIEST_READING_EXTENSION = "x-earliest"  # an RFC 3339 instant
+MAX_FUTURE_EXTENSION = "x-max-future"  # an ISO 8601 duration after the server's clock
+_EARLIEST_TEXT = EARLIEST_READING.isoformat().replace("+00:00", "Z")
+assert not MAX_CLOCK_SKEW % timedelta(days=1), "x-max-future is declared in whole days"
+_MAX_FUTURE_TEXT = f"P{MAX_CLOCK_SKEW.days}D"
+RECORDED_AT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": RECORDED_AT_PATTERN,
+    EARLIEST_READING_EXTENSION: _EARLIEST_TEXT,
+    MAX_FUTURE_EXTENSION: _MAX_FUTURE_TEXT,
+    "description": (
+        "RFC 3339 date-time with a mandatory offset, e.g. 2026-03-01T07:00:00+01:00 "
+        "('T', 't' or a space between date and time; 'Z', 'z' or +hh:mm; up to 9 "
+        "fraction digits, no leap second). As an instant, whatever the offset, it must "
+        f"not be before {_EARLIEST_TEXT} ({EARLIEST_READING_EXTENSION}) nor later than "
+        f"the server's clock plus {_MAX_FUTURE_TEXT} ({MAX_FUTURE_EXTENSION})."
+    ),
+    "examples": ["2026-03-01T07:00:00+01:00"],
+}
+
+
+def _measurement_present(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+_AT_LEAST_ONE_MEASUREMENT: dict[str, Any] = {
+    "anyOf": [_measurement_present(name) for name in MEASUREMENTS],
+}
 
 
 class Reading(BaseModel):
     """One biometric reading. At least one measurement besides ``recorded_at``."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    recorded_at: AwareDatetime = Field(
-        description="RFC 3339 timestamp with offset, e.g. 2026-03-01T07:00:00+01:00"
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        # "At least one measurement": one branch per measurement, present and not null.
+        json_schema_extra=_AT_LEAST_ONE_MEASUREMENT,
     )
+
+    recorded_at: Annotated[AwareDatetime, WithJsonSchema(RECORDED_AT_SCHEMA)]
     rr_intervals_ms: Annotated[list[RrInterval], Field(min_length=2, max_length=20000)] | None = (
         Field(default=None, description="RR intervals in ms, each in [250, 2500]")
     )
@@ -82,7 +136,27 @@ class Reading(BaseModel):
 
 
 class ReadingsBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "description": (
+                "1 to 1000 readings, stored all or nothing. A body larger than "
+                "NEUROS_MAX_BODY_BYTES is refused with 413 whatever it holds."
+            ),
+            "examples": [
+                {
+                    "readings": [
+                        {
+                            "recorded_at": "2026-03-01T07:00:00+01:00",
+                            "rr_intervals_ms": [800, 810, 790, 805, 795],
+                            "resting_hr_bpm": 52,
+                            "sleep_hours": 7.5,
+                        }
+                    ]
+                }
+            ],
+        },
+    )
 
     readings: list[Reading] = Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)
 
@@ -132,3 +206,23 @@ class ErrorItem(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str | list[ErrorItem]
+
+
+class Status(BaseModel):
+    status: str
+
+
+# The answer of every route to a storage failure (neuros.api.errors.storage_error).
+STORAGE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorBody,
+        "description": "Storage unavailable; nothing was stored. Retry after Retry-After",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    }
+}

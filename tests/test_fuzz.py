@@ -27,6 +27,9 @@ from prometheus_client import CollectorRegistry
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
+# Imported for its schemathesis ``map_case`` hook: positive cases keep ``recorded_at``
+# within the document's x-earliest / x-max-future bounds, so they get as far as storage.
+import tests.contract_hooks  # noqa: F401
 from neuros.config import Settings
 from neuros.main import create_app
 from tests.conftest import InProcess

@@ -5,12 +5,14 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 
 from neuros.api.deps import AgentDep, UserId
-from neuros.schemas import Analysis, ErrorBody, Kpis
+from neuros.schemas import STORAGE_UNAVAILABLE, Analysis, ErrorBody, Kpis
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["kpis"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No readings for this user"}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No readings for this user"},
+    422: {"model": ErrorBody, "description": "Invalid user id, named by loc"},
+    **STORAGE_UNAVAILABLE,
 }
 
 
@@ -18,7 +20,7 @@ def _no_data() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail="no readings for this user")
 
 
-@router.get("/kpis", response_model=Kpis, responses=_NOT_FOUND)
+@router.get("/kpis", response_model=Kpis, responses=_RESPONSES)
 def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
     """The user's current KPI snapshot."""
     snapshot = agent.snapshot(user_id)
@@ -27,7 +29,7 @@ def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
     return Kpis.of(snapshot)
 
 
-@router.post("/analyze", response_model=Analysis, responses=_NOT_FOUND)
+@router.post("/analyze", response_model=Analysis, responses=_RESPONSES)
 def analyze(user_id: UserId, agent: AgentDep) -> Analysis:
     """Protocol advice from the rule set documented in ``neuros.recommend``."""
     result = agent.analyze(user_id)
