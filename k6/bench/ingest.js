@@ -1,29 +1,40 @@
 // Ingest throughput benchmark: POST /v1/users/{user_id}/readings, nothing else.
 //
-// Run by scripts/bench-agent.sh; by hand:
+// Run by scripts/bench-agent.sh (scripts/bench_agent.py); by hand:
 //   k6 run -e BASE_URL=http://127.0.0.1:8000 -e VUS=16 -e DURATION=20s k6/bench/ingest.js
+//   k6 run -e RATE=400 -e DURATION=20s k6/bench/ingest.js      # open model
 //
 // Environment:
 //   BASE_URL    agent URL (default http://127.0.0.1:8000)
-//   VUS         virtual users, each sending back to back (default 16)
 //   DURATION    how long (default 20s)
+//   VUS         closed loop: virtual users, each sending back to back (default 16)
+//   RATE        open model instead: requests started per second, whatever the
+//               latency (constant-arrival-rate); iterations that find no free VU
+//               are counted in dropped_iterations
+//   PRE_VUS     with RATE: VUs allocated up front (default RATE / 2, at least 16)
+//   MAX_VUS     with RATE: most VUs ever running (default RATE, at least PRE_VUS)
 //   SEQ_OFFSET  first sequence number; runs against one database use disjoint
 //               ranges so that every recorded_at is new (default 0)
 //
 // Each request carries one reading with 300 RR intervals. Request n (n unique per
-// run) goes to user n mod 500 and is recorded at 2025-01-01 + n seconds, so a user
-// gets a new reading every 500 recorded seconds and nothing is ever replaced.
-// Timestamps stay in the past (the agent refuses readings from the future) as long
-// as SEQ_OFFSET plus the request count stays under MAX_SEQ (about a year).
+// run: the scenario's iteration number across all VUs) goes to user n mod 500 and is
+// recorded at 2025-01-01 + n seconds, so a user gets a new reading every 500 recorded
+// seconds and nothing is ever replaced. Timestamps stay in the past (the agent
+// refuses readings from the future) as long as SEQ_OFFSET plus the request count
+// stays under MAX_SEQ (about a year).
 // Bodies are deterministic: the RR series come from a fixed-seed generator.
 
 import http from 'k6/http';
+import exec from 'k6/execution';
 import { check } from 'k6';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
 const VUS = parseInt(__ENV.VUS || '16', 10);
 const DURATION = __ENV.DURATION || '20s';
 const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
+const RATE = parseInt(__ENV.RATE || '0', 10);
+const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(16, Math.ceil(RATE / 2))), 10);
+const MAX_VUS = Math.max(PRE_VUS, parseInt(__ENV.MAX_VUS || String(RATE), 10));
 
 const USERS = 500;
 const RR_PER_READING = 300;
@@ -34,15 +45,26 @@ if (SEQ_OFFSET < 0 || SEQ_OFFSET >= MAX_SEQ) {
   throw new Error(`SEQ_OFFSET must be in [0, ${MAX_SEQ}), got ${SEQ_OFFSET}`);
 }
 
+const scenario =
+  RATE > 0
+    ? {
+        executor: 'constant-arrival-rate',
+        rate: RATE,
+        timeUnit: '1s',
+        duration: DURATION,
+        preAllocatedVUs: PRE_VUS,
+        maxVUs: MAX_VUS,
+        gracefulStop: '5s',
+      }
+    : {
+        executor: 'constant-vus',
+        vus: VUS,
+        duration: DURATION,
+        gracefulStop: '5s',
+      };
+
 export const options = {
-  scenarios: {
-    ingest: {
-      executor: 'constant-vus',
-      vus: VUS,
-      duration: DURATION,
-      gracefulStop: '5s',
-    },
-  },
+  scenarios: { ingest: scenario },
   // Only the status is checked: do not spend load-generator CPU on bodies.
   discardResponseBodies: true,
   summaryTrendStats: ['avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
@@ -85,7 +107,8 @@ const params = {
 };
 
 export default function () {
-  const seq = (SEQ_OFFSET + __ITER * VUS + (__VU - 1)) % MAX_SEQ;
+  // Unique across VUs within the run, in both executors.
+  const seq = (SEQ_OFFSET + exec.scenario.iterationInTest) % MAX_SEQ;
   const user = userIds[seq % USERS];
   const recordedAt = new Date(BASE_MS + seq * 1000).toISOString();
   const restingHr = 50 + (seq % 17);
