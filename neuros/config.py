@@ -1,7 +1,7 @@
 """Runtime configuration: one Settings object, read from ``NEUROS_*`` variables.
 
-Tracing is configured by the standard ``OTEL_*`` variables, read by the OpenTelemetry
-SDK itself (see ``neuros.tracing``), so they are not duplicated here.
+Tracing is configured by the standard ``OTEL_*`` variables, read where they are used
+(``neuros.trace_config``, ``neuros.otlp_export``), so they are not duplicated here.
 """
 
 from functools import lru_cache

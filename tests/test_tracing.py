@@ -1,9 +1,11 @@
 """Traces: spans per request, child spans for KPI and storage work, no personal data."""
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from neuros.http.tracing import incoming_context
 from tests.conftest import InProcess, reading
 
 USER = "trace-canary-91c2"
@@ -91,3 +93,20 @@ def test_probe_and_scrape_routes_are_not_traced(app: InProcess) -> None:
     for path in ("/health", "/ready", "/metrics"):
         assert app.client.get(path).status_code == 200
     assert app.spans.get_finished_spans() == ()
+
+
+def test_trace_headers_are_read_only_when_sent() -> None:
+    fields = frozenset({b"traceparent", b"tracestate", b"baggage"})
+    plain = [(b"host", b"agent"), (b"content-type", b"application/json")]
+    assert incoming_context(plain, fields) == {}
+
+    traced = [
+        *plain,
+        (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (b"tracestate", b"a=1"),
+        (b"tracestate", b"b=2"),
+    ]
+    parent = trace.get_current_span(incoming_context(traced, fields)).get_span_context()
+    assert parent.is_remote
+    assert format(parent.span_id, "016x") == "00f067aa0ba902b7"
+    assert parent.trace_state.to_header() == "a=1,b=2"

@@ -7,31 +7,39 @@ already matched, never puts the raw path (which carries the user id) on the span
 makes no ASGI receive/send spans.
 """
 
-from collections.abc import Iterable
-
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from neuros.http.routes import method_label, route_template
 from neuros.http.status import StatusRecordingSend
 
-Headers = Iterable[tuple[bytes, bytes]]
+_ERROR = Status(StatusCode.ERROR)
+# A request's span is a root unless the caller sent its trace context.
+_NO_PARENT = Context()
 
 
-class _HeaderGetter:
-    """Reads W3C trace context from raw ASGI headers."""
-
-    def get(self, carrier: Headers, key: str) -> list[str] | None:
-        wanted = key.lower().encode("latin-1")
-        values = [v.decode("latin-1") for k, v in carrier if k == wanted]
-        return values or None
-
-    def keys(self, carrier: Headers) -> list[str]:
-        return [k.decode("latin-1") for k, _ in carrier]
+def _propagation_fields() -> frozenset[bytes]:
+    """The headers the configured propagators read (traceparent, tracestate, baggage
+    by default), as ASGI spells them: lowercase bytes."""
+    fields = propagate.get_global_textmap().fields
+    return frozenset(name.lower().encode("latin-1") for name in fields)
 
 
-_GETTER = _HeaderGetter()
+def incoming_context(headers: list[tuple[bytes, bytes]], fields: frozenset[bytes]) -> Context:
+    """The caller's trace context, or an empty one: most requests carry no trace
+    headers, and then extraction (a scan of the headers per propagator) is skipped."""
+    carrier: dict[str, str] | None = None
+    for key, value in headers:
+        if key in fields:
+            if carrier is None:
+                carrier = {}
+            name = key.decode("latin-1")
+            text = value.decode("latin-1")
+            # Repeated headers combine as one comma-separated list (RFC 9110).
+            carrier[name] = f"{carrier[name]},{text}" if name in carrier else text
+    return _NO_PARENT if carrier is None else propagate.extract(carrier)
 
 
 class ServerSpanMiddleware:
@@ -39,13 +47,14 @@ class ServerSpanMiddleware:
         self.app = app
         self.tracer = tracer
         self.excluded_paths = excluded_paths
+        self.fields = _propagation_fields()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.excluded_paths:
             await self.app(scope, receive, send)
             return
         method = method_label(scope)
-        parent = propagate.extract(scope["headers"], getter=_GETTER)  # type: ignore[arg-type]
+        parent = incoming_context(scope["headers"], self.fields)
         span = self.tracer.start_span(
             method,
             context=parent,
@@ -65,6 +74,6 @@ class ServerSpanMiddleware:
             span.set_attribute("http.route", route)
             span.set_attribute("http.response.status_code", recording.status)
             if recording.status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+                span.set_status(_ERROR)
             span.end()
             context.detach(token)
