@@ -4,7 +4,7 @@
 //   k6 run -e BASE_URL=http://127.0.0.1:8000 -e VUS=16 -e DURATION=20s k6/bench/ingest.js
 //   k6 run -e RATE=400 -e DURATION=20s k6/bench/ingest.js      # open model
 //
-// Environment:
+// Environment (DURATION, VUS, RATE, PRE_VUS and MAX_VUS are read by common.js):
 //   BASE_URL    agent URL (default http://127.0.0.1:8000)
 //   DURATION    how long (default 20s)
 //   VUS         closed loop: virtual users, each sending back to back (default 16)
@@ -27,14 +27,10 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
+import { benchScenario, rrSeries as buildRrSeries } from './common.js';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
-const VUS = parseInt(__ENV.VUS || '16', 10);
-const DURATION = __ENV.DURATION || '20s';
 const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
-const RATE = parseInt(__ENV.RATE || '0', 10);
-const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(16, Math.ceil(RATE / 2))), 10);
-const MAX_VUS = Math.max(PRE_VUS, parseInt(__ENV.MAX_VUS || String(RATE), 10));
 
 const USERS = 500;
 const RR_PER_READING = 300;
@@ -45,26 +41,8 @@ if (SEQ_OFFSET < 0 || SEQ_OFFSET >= MAX_SEQ) {
   throw new Error(`SEQ_OFFSET must be in [0, ${MAX_SEQ}), got ${SEQ_OFFSET}`);
 }
 
-const scenario =
-  RATE > 0
-    ? {
-        executor: 'constant-arrival-rate',
-        rate: RATE,
-        timeUnit: '1s',
-        duration: DURATION,
-        preAllocatedVUs: PRE_VUS,
-        maxVUs: MAX_VUS,
-        gracefulStop: '5s',
-      }
-    : {
-        executor: 'constant-vus',
-        vus: VUS,
-        duration: DURATION,
-        gracefulStop: '5s',
-      };
-
 export const options = {
-  scenarios: { ingest: scenario },
+  scenarios: { ingest: benchScenario() },
   // Only the status is checked: do not spend load-generator CPU on bodies.
   discardResponseBodies: true,
   summaryTrendStats: ['avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
@@ -74,27 +52,7 @@ export const options = {
   },
 };
 
-// Park-Miller minimal standard generator: same numbers on every run and every VU.
-function lcg(seed) {
-  let state = seed % 2147483647;
-  if (state <= 0) state += 2147483646;
-  return () => {
-    state = (state * 16807) % 2147483647;
-    return (state - 1) / 2147483646;
-  };
-}
-
-// Pre-serialised RR arrays (JSON text), so each iteration only concatenates strings.
-const rrSeries = [];
-for (let s = 0; s < RR_SERIES; s++) {
-  const next = lcg(1000 + s);
-  const base = 700 + 300 * next(); // 55 to 86 bpm
-  const values = [];
-  for (let i = 0; i < RR_PER_READING; i++) {
-    values.push(Math.round((base + 120 * (next() - 0.5)) * 10) / 10);
-  }
-  rrSeries.push(JSON.stringify(values));
-}
+const rrs = buildRrSeries(RR_SERIES, RR_PER_READING);
 
 const userIds = [];
 for (let u = 0; u < USERS; u++) {
@@ -115,7 +73,7 @@ export default function () {
   const sleepHours = 5 + (seq % 7) * 0.5;
   const body =
     `{"readings":[{"recorded_at":"${recordedAt}",` +
-    `"rr_intervals_ms":${rrSeries[seq % RR_SERIES]},` +
+    `"rr_intervals_ms":${rrs[seq % RR_SERIES]},` +
     `"resting_hr_bpm":${restingHr},"sleep_hours":${sleepHours}}]}`;
 
   const res = http.post(`${BASE_URL}/v1/users/${user}/readings`, body, params);

@@ -7,7 +7,7 @@
 //   k6 run -e USER_PREFIX=hist- -e USERS=200 -e BASE_MS=1704067200000 \
 //          -e STEP_MS=86400000 -e RATE=200 -e DURATION=20s k6/bench/user_mix.js
 //
-// Environment:
+// Environment (DURATION, VUS, RATE, PRE_VUS and MAX_VUS are read by common.js):
 //   BASE_URL     agent URL (default http://127.0.0.1:8000)
 //   DURATION     how long (default 20s)
 //   USER_PREFIX  user ids are USER_PREFIX + index on 3 digits (default bench-mix-)
@@ -31,14 +31,10 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
+import { benchScenario, rrSeries as buildRrSeries } from './common.js';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
-const VUS = parseInt(__ENV.VUS || '16', 10);
-const DURATION = __ENV.DURATION || '20s';
 const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
-const RATE = parseInt(__ENV.RATE || '0', 10);
-const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(16, Math.ceil(RATE / 2))), 10);
-const MAX_VUS = Math.max(PRE_VUS, parseInt(__ENV.MAX_VUS || String(RATE), 10));
 const USER_PREFIX = __ENV.USER_PREFIX || 'bench-mix-';
 const USERS = parseInt(__ENV.USERS || '200', 10);
 const BASE_MS = parseInt(__ENV.BASE_MS || String(Date.UTC(2024, 0, 1)), 10);
@@ -50,26 +46,8 @@ if (!(USERS > 0 && STEP_MS > 0 && SEQ_OFFSET >= 0)) {
   throw new Error('USERS and STEP_MS must be positive, SEQ_OFFSET not negative');
 }
 
-const scenario =
-  RATE > 0
-    ? {
-        executor: 'constant-arrival-rate',
-        rate: RATE,
-        timeUnit: '1s',
-        duration: DURATION,
-        preAllocatedVUs: PRE_VUS,
-        maxVUs: MAX_VUS,
-        gracefulStop: '5s',
-      }
-    : {
-        executor: 'constant-vus',
-        vus: VUS,
-        duration: DURATION,
-        gracefulStop: '5s',
-      };
-
 export const options = {
-  scenarios: { mix: scenario },
+  scenarios: { mix: benchScenario() },
   discardResponseBodies: true,
   summaryTrendStats: ['avg', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
   thresholds: {
@@ -80,26 +58,7 @@ export const options = {
   },
 };
 
-// Park-Miller minimal standard generator, as in ingest.js.
-function lcg(seed) {
-  let state = seed % 2147483647;
-  if (state <= 0) state += 2147483646;
-  return () => {
-    state = (state * 16807) % 2147483647;
-    return (state - 1) / 2147483646;
-  };
-}
-
-const rrSeries = [];
-for (let s = 0; s < RR_SERIES; s++) {
-  const next = lcg(1000 + s);
-  const base = 700 + 300 * next();
-  const values = [];
-  for (let i = 0; i < RR_PER_READING; i++) {
-    values.push(Math.round((base + 120 * (next() - 0.5)) * 10) / 10);
-  }
-  rrSeries.push(JSON.stringify(values));
-}
+const rrs = buildRrSeries(RR_SERIES, RR_PER_READING);
 
 const userIds = [];
 for (let u = 0; u < USERS; u++) {
@@ -126,7 +85,7 @@ export default function () {
   const recordedAt = new Date(BASE_MS + (i + 1) * STEP_MS).toISOString();
   const body =
     `{"readings":[{"recorded_at":"${recordedAt}",` +
-    `"rr_intervals_ms":${rrSeries[pair % RR_SERIES]},` +
+    `"rr_intervals_ms":${rrs[pair % RR_SERIES]},` +
     `"resting_hr_bpm":${50 + (pair % 17)},"sleep_hours":${5 + (pair % 7) * 0.5}}]}`;
   const res = http.post(`${BASE_URL}/v1/users/${user}/readings`, body, ingestParams);
   check(res, { 'ingest status is 201': (r) => r.status === 201 });
