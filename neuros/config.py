@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from neuros.ingest import GroupLimits
 
 DEFAULT_PORT = 8000
+# Relative to the working directory: the repository root in development, where
+# scripts/setup.sh creates it. Compose sets the path inside the container.
+DEFAULT_API_TOKENS_FILE = "secrets/neuros/tokens.yml"
 
 
 class Settings(BaseSettings):
@@ -30,6 +33,12 @@ class Settings(BaseSettings):
     group_commit_max_batches: Annotated[int, Field(ge=1, le=10_000)] = 256
     group_commit_max_wait_ms: Annotated[float, Field(ge=0, le=100)] = 0.0
     group_commit_max_pending: Annotated[int, Field(ge=1)] = 10_000
+    # Bearer tokens (neuros.auth): required; a missing file stops the start.
+    api_tokens_file: Path = Path(DEFAULT_API_TOKENS_FILE)
+    api_tokens_reload_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    # When set, /metrics is served on this port only, not beside the API: the API's
+    # port can then be published without publishing the metrics.
+    metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
 
     def group_limits(self) -> GroupLimits:
         return GroupLimits(

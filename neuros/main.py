@@ -1,19 +1,24 @@
 """Application factory: wiring only."""
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.trace import NoOpTracer, TracerProvider
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 
 from neuros.agent import Agent
 from neuros.api import health, kpis, readings
 from neuros.api import metrics as metrics_api
 from neuros.api.errors import install_error_handlers
+from neuros.auth.authenticator import Authenticator
+from neuros.auth.tokens_file import TokensFile
 from neuros.config import Settings, get_settings
 from neuros.http.access_log import AccessLogMiddleware
 from neuros.http.body_limit import BodyLimitMiddleware
@@ -47,6 +52,29 @@ def _declare_request_bodies(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+async def _watch_tokens(auth: Authenticator, every_seconds: float) -> None:
+    """Reload the tokens file when it changes: a revoked token stops working within
+    ``every_seconds`` without a restart. SIGHUP reloads at once."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        auth.reload_if_changed()
+
+
+@contextlib.contextmanager
+def _reload_on_sighup(auth: Authenticator) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, auth.reload, "SIGHUP")
+    except (NotImplementedError, RuntimeError, ValueError):
+        # Not the main thread (an in-process test client): polling still reloads.
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -54,9 +82,11 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the app. Tests inject a registry and a tracer provider; by default the
-    provider comes from ``OTEL_*`` and is shut down with the app."""
+    provider comes from ``OTEL_*`` and is shut down with the app. A missing or invalid
+    API tokens file raises ``TokensFileError``."""
     settings = settings or get_settings()
     metrics = build_metrics(registry, version=_version())
+    auth = Authenticator(TokensFile(settings.api_tokens_file), metrics)
     owns_provider = tracer_provider is None
     provider = build_tracer_provider() if owns_provider else tracer_provider
     tracer = provider.get_tracer("neuros") if provider is not None else NoOpTracer()
@@ -71,10 +101,25 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         agent.start()
-        logger.info("neuros ready, database schema v%d", agent.store.schema_version())
+        logger.info(
+            "neuros ready, database schema v%d, %d api tokens",
+            agent.store.schema_version(),
+            len(auth.tokens),
+        )
+        metrics_server = None
+        if settings.metrics_port is not None:
+            metrics_server, _ = start_http_server(
+                settings.metrics_port, addr=settings.host, registry=metrics.registry
+            )
+        watcher = asyncio.create_task(_watch_tokens(auth, settings.api_tokens_reload_seconds))
         try:
-            yield
+            with _reload_on_sighup(auth):
+                yield
         finally:
+            watcher.cancel()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
             await agent.stop()
             if provider is not None and owns_provider and not shutdown_tracing(provider):
                 logger.warning("span flush timed out; unsent spans dropped")
@@ -87,8 +132,11 @@ def create_app(
     )
     app.state.agent = agent
     app.state.metrics = metrics
-    for router in (readings.router, kpis.router, health.router, metrics_api.router):
+    app.state.auth = auth
+    for router in (readings.router, kpis.router, health.router):
         app.include_router(router)
+    if settings.metrics_port is None:
+        app.include_router(metrics_api.router)
     install_error_handlers(app, metrics)
     _declare_request_bodies(app)
 

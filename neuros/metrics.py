@@ -41,6 +41,21 @@ class RejectReason(StrEnum):
     STORAGE = "storage"
 
 
+class AuthFailure(StrEnum):
+    """Why a request was refused (neuros.api.auth); the only label of auth failures."""
+
+    MISSING = "missing"  # no Authorization header
+    MALFORMED = "malformed"  # not "Bearer <token>"
+    UNKNOWN = "unknown"  # no such token (or revoked)
+    SCOPE = "scope"  # valid token without the route's scope
+    USER = "user"  # valid token, user id outside its set
+
+
+class ReloadResult(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
 class DbOperation(StrEnum):
     INGEST = "ingest"
     READ = "read"
@@ -60,6 +75,9 @@ class Metrics:
     users_by_readiness: Gauge
     kpi_computation_duration: Histogram
     db_errors: Counter
+    auth_failures: Counter
+    auth_tokens: Gauge
+    auth_reloads: Counter
 
 
 def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "") -> Metrics:
@@ -96,6 +114,22 @@ def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "
     )
     for op in DbOperation:
         db_errors.labels(op.value)
+    auth_failures = Counter(
+        f"{PREFIX}_auth_failures",
+        "API requests refused by authentication or authorization, by bounded reason.",
+        ["reason"],
+        registry=registry,
+    )
+    for failure in AuthFailure:
+        auth_failures.labels(failure.value)
+    auth_reloads = Counter(
+        f"{PREFIX}_auth_token_reloads",
+        "Loads of the API tokens file after start; an error keeps the previous tokens.",
+        ["result"],
+        registry=registry,
+    )
+    for result in ReloadResult:
+        auth_reloads.labels(result.value)
     return Metrics(
         registry=registry,
         http_requests=Counter(
@@ -143,4 +177,11 @@ def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "
             registry=registry,
         ),
         db_errors=db_errors,
+        auth_failures=auth_failures,
+        auth_tokens=Gauge(
+            f"{PREFIX}_auth_tokens",
+            "API tokens currently accepted.",
+            registry=registry,
+        ),
+        auth_reloads=auth_reloads,
     )

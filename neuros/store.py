@@ -462,7 +462,9 @@ class Store:
         return int(row[0])
 
     def readiness_counts(self) -> dict[str, int]:
-        rows = self._conn().execute(
-            "SELECT readiness, count(*) FROM user_state GROUP BY readiness"
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT readiness, count(*) FROM user_state GROUP BY readiness")
+            .fetchall()
+        )
         return {str(band): int(n) for band, n in rows}

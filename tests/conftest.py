@@ -18,18 +18,34 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from neuros.auth.admin_token import bearer
+from neuros.auth.tokens import ALL_USERS, Scope
+from neuros.auth.tokens_file import TokensFile
 from neuros.config import Settings
 from neuros.main import create_app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def add_token(
+    tokens_file: Path,
+    name: str = "admin",
+    scopes: tuple[Scope, ...] = tuple(Scope),
+    users: tuple[str, ...] = (ALL_USERS,),
+) -> str:
+    """A new token in ``tokens_file`` (created if missing); returns the token."""
+    return TokensFile(tokens_file).add(name, scopes, users)
+
+
 @dataclass
 class InProcess:
+    """The app under a TestClient that sends ``token`` (every scope, every user)."""
+
     client: TestClient
     registry: CollectorRegistry
     spans: InMemorySpanExporter
     settings: Settings
+    token: str
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.registry.get_sample_value(name, labels or {})
@@ -41,16 +57,19 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., InProcess]]:
     opened: list[TestClient] = []
 
     def make(**overrides: object) -> InProcess:
+        tokens_file = tmp_path / f"tokens-{len(opened)}.yml"
+        token = add_token(tokens_file)
+        overrides.setdefault("api_tokens_file", tokens_file)
         settings = Settings(db_path=tmp_path / "neuros.db", **overrides)  # type: ignore[arg-type]
         registry = CollectorRegistry()
         spans = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(spans))
         app = create_app(settings, registry=registry, tracer_provider=provider)
-        client = TestClient(app, raise_server_exceptions=False)
+        client = TestClient(app, raise_server_exceptions=False, headers=bearer(token))
         client.__enter__()
         opened.append(client)
-        return InProcess(client, registry, spans, settings)
+        return InProcess(client, registry, spans, settings, token)
 
     yield make
     for client in opened:
@@ -111,11 +130,14 @@ def serves(process: subprocess.Popen[bytes], url: str, log: Callable[[], str]) -
 
 @dataclass
 class LiveAgent:
-    """``python -m neuros`` in a subprocess, as deployed."""
+    """``python -m neuros`` in a subprocess, as deployed. ``token`` (every scope, every
+    user) is in ``tokens_file``; ``headers`` carry it."""
 
     db_path: Path
     env: dict[str, str]
     log_path: Path
+    tokens_file: Path
+    token: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -123,12 +145,23 @@ class LiveAgent:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token)
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        """An httpx client on this agent that sends the token."""
+        return httpx.Client(base_url=self.url, headers=self.headers, **kwargs)  # type: ignore[arg-type]
+
     def start(self) -> "LiveAgent":
+        if not self.token:
+            self.token = add_token(self.tokens_file)
         env = {
             **os.environ,
             "NEUROS_HOST": "127.0.0.1",
             "NEUROS_PORT": str(self.port),
             "NEUROS_DB_PATH": str(self.db_path),
+            "NEUROS_API_TOKENS_FILE": str(self.tokens_file),
             **self.env,
         }
         log = self.log_path.open("ab")
@@ -164,6 +197,7 @@ def live_agent(tmp_path: Path) -> Iterator[Callable[..., LiveAgent]]:
             db_path=db_path or tmp_path / "live.db",
             env={"OTEL_SDK_DISABLED": "true", **(env or {})},
             log_path=tmp_path / f"agent-{len(agents)}.log",
+            tokens_file=tmp_path / f"live-tokens-{len(agents)}.yml",
         )
         agents.append(agent)
         return agent.start()

@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
+from neuros.api.auth import AUTH_RESPONSES, require
 from neuros.api.deps import AgentDep, UserId
+from neuros.auth.tokens import Scope
 from neuros.schemas import STORAGE_UNAVAILABLE, Analysis, ErrorBody, Kpis
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["kpis"])
@@ -16,6 +18,7 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["kpis"])
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No readings for this user"},
     422: {"model": ErrorBody, "description": "Invalid user id, named by loc"},
+    **AUTH_RESPONSES,
     **STORAGE_UNAVAILABLE,
 }
 
@@ -24,18 +27,29 @@ def _no_data() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail="no readings for this user")
 
 
-@router.get("/kpis", response_model=Kpis, responses=_RESPONSES)
+@router.get(
+    "/kpis",
+    response_model=Kpis,
+    responses=_RESPONSES,
+    dependencies=[require(Scope.KPIS_READ)],
+)
 async def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
-    """The user's current KPI snapshot."""
+    """The user's current KPI snapshot. Needs scope ``kpis:read`` for this user."""
     snapshot = agent.snapshot(user_id)
     if snapshot is None:
         raise _no_data()
     return Kpis.of(snapshot)
 
 
-@router.post("/analyze", response_model=Analysis, responses=_RESPONSES)
+@router.post(
+    "/analyze",
+    response_model=Analysis,
+    responses=_RESPONSES,
+    dependencies=[require(Scope.ANALYZE)],
+)
 async def analyze(user_id: UserId, agent: AgentDep) -> Analysis:
-    """Protocol advice from the rule set documented in ``neuros.recommend``."""
+    """Protocol advice from the rule set documented in ``neuros.recommend``. Needs
+    scope ``analyze`` for this user."""
     result = agent.analyze(user_id)
     if result is None:
         raise _no_data()

@@ -14,7 +14,9 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from neuros.api.auth import AUTH_RESPONSES, require
 from neuros.api.deps import AgentDep, UserId
+from neuros.auth.tokens import Scope
 from neuros.schemas import STORAGE_UNAVAILABLE, ErrorBody, IngestResult, Kpis, ReadingsBatch
 
 INGEST_ROUTE_NAME = "ingest_readings"
@@ -81,6 +83,7 @@ def body_schema() -> dict[str, Any]:
     name=INGEST_ROUTE_NAME,
     status_code=status.HTTP_201_CREATED,
     response_model=IngestResult,
+    dependencies=[require(Scope.READINGS_WRITE)],
     responses={
         201: {
             "description": "The batch was stored; the user's KPIs after it",
@@ -109,12 +112,14 @@ def body_schema() -> dict[str, Any]:
             "description": "Invalid user id or batch, each problem named by loc; "
             "nothing was stored",
         },
+        **AUTH_RESPONSES,
         **STORAGE_UNAVAILABLE,
     },
     openapi_extra=body_schema(),
 )
 async def ingest_readings(user_id: UserId, request: Request, agent: AgentDep) -> Response:
     """Store 1 to 1000 readings, all or nothing, and return the user's fresh KPIs.
+    Needs a token with scope ``readings:write`` for this user.
 
     A reading is identified by user and ``recorded_at`` (the instant, whatever the
     offset): sending it again replaces it and never counts twice.

@@ -25,9 +25,11 @@ class AccessLogMiddleware:
             await self.app(scope, receive, recording)
         finally:
             logger.info(
-                "%s %s %d %.1fms",
+                "%s %s %d %.1fms token=%s",
                 method_label(scope),
                 route_template(scope),
                 recording.status,
                 (time.perf_counter() - start) * 1000,
+                # The token's name (set by neuros.api.auth), never the token or user.
+                scope.get("state", {}).get("token_name", "-"),
             )

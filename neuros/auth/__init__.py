@@ -1,0 +1,1 @@
+"""API authentication: bearer tokens, their file, and the ``tokens`` command."""
