@@ -57,7 +57,11 @@ async def _watch_tokens(auth: Authenticator, every_seconds: float) -> None:
     ``every_seconds`` without a restart. SIGHUP reloads at once."""
     while True:
         await asyncio.sleep(every_seconds)
-        auth.reload_if_changed()
+        try:
+            auth.reload_if_changed()
+        except Exception:
+            # The watcher must outlive any surprise; the tokens in force stay.
+            logger.exception("api tokens watcher")
 
 
 @contextlib.contextmanager

@@ -69,7 +69,8 @@ class TokensFile:
         """What changes when the file is replaced or edited; None if it is missing."""
         try:
             st = self.path.stat()
-        except FileNotFoundError:
+        except OSError:
+            # Missing or unreadable: the reload that follows says which.
             return None
         return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
