@@ -190,8 +190,7 @@ def recording_rules(spec: SloSpec) -> dict[str, Any]:
             {
                 "record": "slo:error_budget_remaining:ratio",
                 "expr": (
-                    f'1 - slo:sli_error:ratio_rate{spec.window}{{slo="{slo.name}"}}'
-                    f" / {slo.budget}"
+                    f'1 - slo:sli_error:ratio_rate{spec.window}{{slo="{slo.name}"}} / {slo.budget}'
                 ),
                 "labels": labels,
             }

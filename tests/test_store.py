@@ -120,9 +120,13 @@ def test_replacement_moves_the_totals_exactly(store: Store) -> None:
 
 def test_values_are_stored_on_the_grid(store: Store) -> None:
     write(store, "u", [row(START, hrv=0.1, sleep=1 / 3, resting_hr=55.123456789)])
-    stored = store._conn().execute(
-        "SELECT hrv_rmssd_ms, sleep_hours, resting_hr_bpm, reported_rmssd_ms FROM readings"
-    ).fetchone()
+    stored = (
+        store._conn()
+        .execute(
+            "SELECT hrv_rmssd_ms, sleep_hours, resting_hr_bpm, reported_rmssd_ms FROM readings"
+        )
+        .fetchone()
+    )
     assert stored[:3] == (quantize(0.1), quantize(1 / 3), quantize(55.123456789))
     assert stored[3] == 0.1  # the device's own figure is kept as sent
     assert abs(stored[0] - 0.1) < 2**-24
