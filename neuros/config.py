@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from neuros.ingest import GroupLimits
 
 DEFAULT_PORT = 8000
+# The port docker-compose.yml gives NEUROS_METRICS_PORT (exposed on the compose network,
+# never published) and Prometheus scrapes: tests/compose_model.py checks both against
+# this. 9464 is the port OpenTelemetry's Prometheus exporters use.
+METRICS_PORT = 9464
 # Relative to the working directory: the repository root in development, where
 # scripts/setup.sh creates it. Compose sets the path inside the container.
 DEFAULT_API_TOKENS_FILE = "secrets/neuros/tokens.yml"

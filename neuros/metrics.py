@@ -78,6 +78,7 @@ class Metrics:
     auth_failures: Counter
     auth_tokens: Gauge
     auth_reloads: Counter
+    auth_last_reload_ok: Gauge
 
 
 def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "") -> Metrics:
@@ -184,4 +185,10 @@ def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "
             registry=registry,
         ),
         auth_reloads=auth_reloads,
+        auth_last_reload_ok=Gauge(
+            f"{PREFIX}_auth_tokens_last_reload_successful",
+            "1 if the last load of the API tokens file succeeded, 0 if the agent kept "
+            "older tokens because the file is invalid.",
+            registry=registry,
+        ),
     )

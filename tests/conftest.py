@@ -5,13 +5,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from neuros.auth.admin_token import bearer
+from neuros.auth.authenticator import Authenticator
 from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
 from neuros.config import Settings
@@ -37,6 +42,34 @@ def add_token(
     return TokensFile(tokens_file).add(name, scopes, users)
 
 
+def unstarted_app() -> FastAPI:
+    """An app that is never started: what it declares (routes, OpenAPI document), not
+    what it does. Building it loads a tokens file (a throwaway one) and opens nothing
+    else: the database opens in the lifespan, which never runs."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tokens_file = Path(scratch) / "tokens.yml"
+        add_token(tokens_file)
+        return create_app(
+            Settings(db_path=Path(scratch) / "unopened.db", api_tokens_file=tokens_file),
+            registry=CollectorRegistry(),
+            tracer_provider=TracerProvider(),
+        )
+
+
+def openapi_document() -> dict[str, Any]:
+    return unstarted_app().openapi()
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of ``app``, included routers resolved (FastAPI >= 0.165 keeps an
+    included router whole in ``app.routes``)."""
+    return [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
 @dataclass
 class InProcess:
     """The app under a TestClient that sends ``token`` (every scope, every user)."""
@@ -46,6 +79,14 @@ class InProcess:
     spans: InMemorySpanExporter
     settings: Settings
     token: str
+
+    @property
+    def auth(self) -> Authenticator:
+        """The app's authenticator (reload it after changing its tokens file)."""
+        app = self.client.app
+        assert isinstance(app, FastAPI)
+        authenticator: Authenticator = app.state.auth
+        return authenticator
 
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
         value = self.registry.get_sample_value(name, labels or {})

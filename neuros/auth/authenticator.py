@@ -33,6 +33,7 @@ class Authenticator:
         self._metrics = metrics
         self._tokens, self._signature = tokens_file.load()
         metrics.auth_tokens.set(len(self._tokens))
+        metrics.auth_last_reload_ok.set(1)
 
     @property
     def tokens(self) -> TokenSet:
@@ -41,18 +42,23 @@ class Authenticator:
     def reload(self, why: str) -> bool:
         """Load the file again. On error the previous tokens stay in force (a bad edit
         must not lock every client out) and the failure is logged and counted."""
+        # Taken before the read: a file saved while this reload fails differs from it,
+        # so the next poll loads that file instead of taking it as already seen.
+        signature = self.tokens_file.signature()
         try:
             tokens, signature = self.tokens_file.load()
         except ValueError as exc:
             self._metrics.auth_reloads.labels(ReloadResult.ERROR.value).inc()
+            self._metrics.auth_last_reload_ok.set(0)
             logger.error("api tokens not reloaded (%s), previous tokens kept: %s", why, exc)
             # Not retried until the file changes again.
-            self._signature = self.tokens_file.signature()
+            self._signature = signature
             return False
         added, removed = tokens.names - self._tokens.names, self._tokens.names - tokens.names
         self._tokens, self._signature = tokens, signature
         self._metrics.auth_tokens.set(len(tokens))
         self._metrics.auth_reloads.labels(ReloadResult.OK.value).inc()
+        self._metrics.auth_last_reload_ok.set(1)
         logger.info(
             "api tokens reloaded (%s): %d tokens, added %s, removed %s",
             why,

@@ -46,8 +46,11 @@ def parse(text: str, source: str = "tokens file") -> TokensDocument:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise TokensFileError(f"{source}: not valid YAML{where}") from None
+    if raw is None:
+        # What a non-atomic save looks like half-way; write "tokens: []" to accept none.
+        raise TokensFileError(f"{source}: empty (to accept no token, write 'tokens: []')")
     try:
-        return TokensDocument.model_validate({} if raw is None else raw)
+        return TokensDocument.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}"
@@ -100,7 +103,8 @@ class TokensFile:
         """Read (an absent file is empty), apply ``change``, write atomically; one
         writer at a time."""
         with self._locked():
-            current = self.read() if self.path.exists() else TokensDocument()
+            empty = not self.path.exists() or self.path.stat().st_size == 0
+            current = TokensDocument() if empty else self.read()
             updated = TokensDocument.model_validate(change(current).model_dump())
             self._write(dump(updated))
             return updated
