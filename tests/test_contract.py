@@ -7,8 +7,11 @@ readings the server accepts (hypothesis, near the edges). Live: the schemathesis
 runs against ``python -m neuros`` under uvicorn with every check, positive and negative
 data, and the examples, coverage, fuzzing and stateful phases; it must find nothing.
 
-Reproduce the live run by hand against an agent on port 8000::
+The live run is authenticated: CONFIG's ``[auth]`` sends the token in
+``$NEUROS_API_TOKEN`` on every request, and the ignored_auth check probes each operation
+without it and with a wrong one. Reproduce it by hand against an agent on port 8000::
 
+    NEUROS_API_TOKEN="$(cat secrets/neuros-admin-token)" \\
     SCHEMATHESIS_HOOKS=tests/contract_hooks.py .venv/bin/schemathesis \\
         --config-file <CONFIG below, saved> run http://127.0.0.1:8000/openapi.json
 """
@@ -28,18 +31,17 @@ from typing import Any
 import httpx
 import jsonschema_rs
 import pytest
-from fastapi import FastAPI
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from schemathesis.core.warnings import SchemathesisWarning
 
-from neuros.config import Settings
-from neuros.main import create_app
+from neuros.api.auth import BEARER
+from neuros.auth.admin_token import TOKEN_VARIABLE
+from neuros.auth.tokens import Scope
+from neuros.metrics import AuthFailure
 from neuros.schemas import MAX_CLOCK_SKEW, MAX_READINGS_PER_BATCH, MEASUREMENTS, ReadingsBatch
-from tests.conftest import REPO_ROOT, InProcess, LiveAgent
+from tests.conftest import REPO_ROOT, InProcess, LiveAgent, openapi_document
 from tests.contract_hooks import EARLIEST, MAX_FUTURE, duration, instant, within_bounds
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -47,6 +49,7 @@ HOOKS = REPO_ROOT / "tests" / "contract_hooks.py"
 SEED = 20261201
 EQUIVALENCE_EXAMPLES = 600
 MAX_EXAMPLES = 80  # per operation and generation mode: the run takes ~25 s on 2 cores
+BEARER_SCHEME_NAME = BEARER.scheme_name  # the CONFIG's [auth.openapi.<name>]
 
 # What the checks accept, each from the documented API (README "API"):
 # - a positive (schema-valid) case: ingest answers 201; a read answers 200, or 404 for
@@ -60,6 +63,11 @@ seed = {SEED}
 workers = 1
 continue-on-failure = true
 
+# Every request carries the admin token (from the environment, not the command line);
+# the ignored_auth check also sends requests without it and with a wrong one.
+[auth.openapi.{BEARER_SCHEME_NAME}]
+bearer = "${{{TOKEN_VARIABLE}}}"
+
 [cache]
 enabled = false  # no replay of failures stored by an earlier run: every run is the same
 
@@ -71,6 +79,10 @@ fail-on = true
 mode = "all"
 max-examples = {MAX_EXAMPLES}
 database = "none"
+# Authorization comes from [auth], valid, on every case; generated data stays about
+# the API's own parameters. ignored_auth probes each operation without a token and
+# with a wrong one (both must be refused: the run's auth failures are checked below).
+with-security-parameters = false
 
 [checks]
 enabled = true
@@ -98,17 +110,16 @@ PHASES = ("examples", "coverage", "fuzzing", "stateful")
 
 INGEST = ("/v1/users/{user_id}/readings", "post")
 READS = [("/v1/users/{user_id}/kpis", "get"), ("/v1/users/{user_id}/analyze", "post")]
+# The scope each route needs (README "Authentication"); tests/test_auth.py checks the
+# app's dependencies against the document.
+SCOPES = {
+    INGEST: Scope.READINGS_WRITE,
+    READS[0]: Scope.KPIS_READ,
+    READS[1]: Scope.ANALYZE,
+}
 
 
-def _build_app() -> FastAPI:
-    return create_app(
-        Settings(db_path=Path("unopened.db")),
-        registry=CollectorRegistry(),
-        tracer_provider=TracerProvider(),
-    )
-
-
-DOCUMENT: dict[str, Any] = _build_app().openapi()
+DOCUMENT: dict[str, Any] = openapi_document()
 COMPONENTS: dict[str, Any] = DOCUMENT["components"]["schemas"]
 RECORDED_AT: dict[str, Any] = COMPONENTS["Reading"]["properties"]["recorded_at"]
 
@@ -166,9 +177,9 @@ def test_every_route_declares_every_status_it_answers() -> None:
     def statuses(path: str, method: str) -> set[str]:
         return set(paths[path][method]["responses"])
 
-    assert statuses(*INGEST) == {"201", "413", "415", "422", "503"}
+    assert statuses(*INGEST) == {"201", "401", "403", "413", "415", "422", "503"}
     for path, method in READS:
-        assert statuses(path, method) == {"200", "404", "422", "503"}
+        assert statuses(path, method) == {"200", "401", "403", "404", "422", "503"}
     assert statuses("/health", "get") == {"200"}
     assert statuses("/ready", "get") == {"200", "503"}
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {
@@ -183,9 +194,29 @@ def test_every_route_declares_every_status_it_answers() -> None:
             if status[0] in "45":
                 assert _json_schema(response) == COMPONENTS["ErrorBody"], (path, status)
         assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+        assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
     body = paths[INGEST[0]][INGEST[1]]["requestBody"]
     assert body["required"] is True
     assert set(body["content"]) == {"application/json"}
+
+
+def test_the_document_declares_bearer_auth_on_every_v1_operation_only() -> None:
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    (name,) = schemes
+    assert name == BEARER_SCHEME_NAME
+    assert schemes[name]["type"] == "http"
+    assert schemes[name]["scheme"] == "bearer"
+    assert "security" not in DOCUMENT, "no document-wide requirement: the probes are open"
+    operations = [
+        (p, m, op) for p, methods in DOCUMENT["paths"].items() for m, op in methods.items()
+    ]
+    v1 = [(p, m, op) for p, m, op in operations if p.startswith("/v1/")]
+    assert {(p, m) for p, m, _ in v1} == {INGEST, *READS}
+    for path, method, operation in v1:
+        # One requirement: this scheme, with the scope the README documents.
+        assert operation["security"] == [{name: [SCOPES[path, method].value]}], (path, method)
+    open_paths = {p for p, _, op in operations if "security" not in op}
+    assert open_paths == {"/health", "/ready", "/metrics"}
 
 
 @pytest.mark.parametrize("accept", ["", "text/plain", "application/openmetrics-text"])
@@ -443,7 +474,7 @@ def test_live_agent_keeps_its_openapi_contract(
         "--report-json-path",
         str(report),
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS), TOKEN_VARIABLE: agent.token}
     # cwd: schemathesis writes its reports and scratch files there, not into the repository.
     result = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
@@ -467,6 +498,12 @@ def test_live_agent_keeps_its_openapi_contract(
     metrics = httpx.get(f"{agent.url}/metrics", timeout=5).text
     for status in ("201", "415", "422"):
         assert _counter(metrics, "neuros_http_requests_total", route=INGEST[0], status=status)
+    # ... and the ignored_auth probes (no token, a wrong one) reached the agent and were
+    # refused, while everything else was authenticated.
+    for reason in (AuthFailure.MISSING, AuthFailure.UNKNOWN):
+        assert _counter(metrics, "neuros_auth_failures_total", reason=reason.value), reason
+    for reason in (AuthFailure.SCOPE, AuthFailure.USER):
+        assert not _counter(metrics, "neuros_auth_failures_total", reason=reason.value), reason
 
 
 def _edges(schema: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -502,7 +539,7 @@ def test_live_agent_enforces_exactly_the_published_bounds(
 
     def status(body: Any) -> int:
         url = f"{agent.url}/v1/users/edge-{next(users)}/readings"
-        return httpx.post(url, json=body, timeout=30).status_code
+        return httpx.post(url, json=body, headers=agent.headers, timeout=30).status_code
 
     def reading_status(**fields: Any) -> int:
         return status({"readings": [{**base, **fields}]})

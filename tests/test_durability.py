@@ -212,11 +212,11 @@ def _users(writer: int) -> list[str]:
     return [f"dur-{writer * USERS_PER_WRITER + n}" for n in range(USERS_PER_WRITER)]
 
 
-def _write(writer: int, url: str, ledger: Ledger, stop: threading.Event) -> None:
+def _write(writer: int, agent: LiveAgent, ledger: Ledger, stop: threading.Event) -> None:
     """Post batches until the agent goes away (or ``stop``); each user's batches in order."""
     rng = random.Random(writer)  # noqa: S311 - test data, not secrets
     states = {user: UserState() for user in _users(writer)}
-    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS) as client:
+    with agent.client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
         for _ in range(MAX_BATCHES_PER_WRITER):
             if stop.is_set():
                 return
@@ -244,9 +244,9 @@ def _write(writer: int, url: str, ledger: Ledger, stop: threading.Event) -> None
                 states[user].acknowledged[reading.at_us] = reading
 
 
-def _run_writer(writer: int, url: str, ledger: Ledger, stop: threading.Event) -> None:
+def _run_writer(writer: int, agent: LiveAgent, ledger: Ledger, stop: threading.Event) -> None:
     try:
-        _write(writer, url, ledger, stop)
+        _write(writer, agent, ledger, stop)
     except Exception as exc:  # reported by the test, not lost in a thread
         with ledger.lock:
             ledger.crashes.append(f"writer {writer}: {exc!r}")
@@ -282,7 +282,7 @@ def test_acknowledged_readings_survive_sigkill_under_concurrent_ingest_and_repla
     writers = [
         threading.Thread(
             target=_run_writer,
-            args=(n, first.url, ledger, stop),
+            args=(n, first, ledger, stop),
             name=f"durability-writer-{n}",
             daemon=True,
         )
@@ -352,7 +352,7 @@ def test_acknowledged_readings_survive_sigkill_under_concurrent_ingest_and_repla
     # The API: KPIs served, as of the latest acknowledged reading or later (and of no
     # instant that was never sent).
     all_users = [user for writer in range(WRITERS) for user in _users(writer)]
-    with httpx.Client(base_url=second.url, timeout=CLIENT_TIMEOUT_SECONDS) as client:
+    with second.client(timeout=CLIENT_TIMEOUT_SECONDS) as client:
         for user in all_users:
             got = client.get(f"/v1/users/{user}/kpis")
             if user not in latest_acknowledged:

@@ -30,29 +30,35 @@ from schemathesis.python import asgi
 # Imported for its schemathesis ``map_case`` hook: positive cases keep ``recorded_at``
 # within the document's x-earliest / x-max-future bounds, so they get as far as storage.
 import tests.contract_hooks  # noqa: F401
+from neuros.auth.admin_token import bearer
 from neuros.config import Settings
 from neuros.main import create_app
-from tests.conftest import InProcess
+from tests.conftest import InProcess, add_token, openapi_document
 
 SCHEMATHESIS_MAX_EXAMPLES = 100
 HYPOTHESIS_MAX_EXAMPLES = 150
 
 
-def _build_app(db_path: Path) -> FastAPI:
+def _build_app(db_path: Path, tokens_file: Path) -> FastAPI:
     # No span processor: spans are recorded (the path-redaction hook runs) and dropped.
     return create_app(
-        Settings(db_path=db_path), registry=CollectorRegistry(), tracer_provider=TracerProvider()
+        Settings(db_path=db_path, api_tokens_file=tokens_file),
+        registry=CollectorRegistry(),
+        tracer_provider=TracerProvider(),
     )
 
 
-# The schema is read once, at collection; building an app touches no file (the database
-# opens in the lifespan). Each test then sends its cases to an app of its own.
-schema = schemathesis.openapi.from_dict(_build_app(Path("unopened.db")).openapi())
+# The schema is read once, at collection. Each test then sends its cases to an app of
+# its own.
+schema = schemathesis.openapi.from_dict(openapi_document())
 schema.config.generation.update(
     modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
     max_examples=SCHEMATHESIS_MAX_EXAMPLES,
     # Reproducible in CI, and no example database written into the repository.
     deterministic=True,
+    # Every case carries a valid token (FuzzTarget.headers), so that the generated data
+    # reaches validation and storage rather than stopping at the 401.
+    with_security_parameters=False,
 )
 
 
@@ -62,13 +68,16 @@ INGEST = "POST /v1/users/{user_id}/readings"
 @dataclass
 class FuzzTarget:
     app: FastAPI
+    headers: dict[str, str]
     # (operation, generation mode, status) of every case sent
     seen: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
 
 @pytest.fixture
 def fuzz_target(tmp_path: Path) -> Iterator[FuzzTarget]:
-    target = FuzzTarget(_build_app(tmp_path / "fuzz.db"))
+    tokens_file = tmp_path / "tokens.yml"
+    token = add_token(tokens_file)
+    target = FuzzTarget(_build_app(tmp_path / "fuzz.db", tokens_file), bearer(token))
     try:
         yield target
     finally:
@@ -76,6 +85,8 @@ def fuzz_target(tmp_path: Path) -> Iterator[FuzzTarget]:
         asgi.shutdown_lifespans()
     # A run that never reached the app, or never got past validation, proves nothing.
     assert target.seen, "schemathesis sent no request"
+    refused = {key: n for key, n in target.seen.items() if key[2] in (401, 403)}
+    assert not refused, f"cases sent without a valid token: {refused}"
     ingest = {(mode, status) for (label, mode, status) in target.seen if label == INGEST}
     if ingest:
         assert ("positive", 201) in ingest, ingest
@@ -89,7 +100,9 @@ def fuzz_target(tmp_path: Path) -> Iterator[FuzzTarget]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_no_operation_answers_5xx_to_generated_input(case: Any, fuzz_target: FuzzTarget) -> None:
-    response = case.call_and_validate(app=fuzz_target.app, checks=[not_a_server_error])
+    response = case.call_and_validate(
+        app=fuzz_target.app, headers=fuzz_target.headers, checks=[not_a_server_error]
+    )
     mode = str(case.meta.generation.mode) if case.meta is not None else "explicit"
     fuzz_target.seen[(case.operation.label, mode, response.status_code)] += 1
 

@@ -28,6 +28,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
 from opentelemetry.util import types as otel_types
 from prometheus_client import CollectorRegistry
 
+from neuros.auth.admin_token import bearer
+from neuros.auth.tokens import TOKEN_PREFIX, digest
 from neuros.config import Settings
 from neuros.main import create_app
 from neuros.otlp_encoding import TraceEncoder, any_value
@@ -35,7 +37,7 @@ from neuros.otlp_export import OtlpHttpExporter
 from neuros.spans import LeanSpan, LeanTracerProvider
 from neuros.trace_config import Sampler, resource_from_env, sampler_from_env
 from neuros.tracing import TracingConfigError, build_tracer_provider, shutdown_tracing
-from tests.conftest import reading
+from tests.conftest import add_token, reading
 
 RESOURCE = {"service.name": "encoding-test", "deployment.environment": "test"}
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -571,12 +573,14 @@ def test_the_app_traces_with_the_lean_provider(tmp_path: Path) -> None:
     """The same span tree as with the SDK (tests/test_tracing.py), and no user id."""
     user = "lean-canary-5e1f"
     provider, collected = lean()
+    tokens_file = tmp_path / "tokens.yml"
+    token = add_token(tokens_file)
     app = create_app(
-        Settings(db_path=tmp_path / "neuros.db"),
+        Settings(db_path=tmp_path / "neuros.db", api_tokens_file=tokens_file),
         registry=CollectorRegistry(),
         tracer_provider=provider,
     )
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(token)) as client:
         body = {"readings": [reading(sleep_hours=7.25)]}
         headers = {"traceparent": TRACEPARENT}
         assert client.post(f"/v1/users/{user}/readings", json=body).status_code == 201
@@ -602,5 +606,5 @@ def test_the_app_traces_with_the_lean_provider(tmp_path: Path) -> None:
     child(child(read, "db.read"), "kpi.compute")
     assert len(spans) == 6  # /health is not traced
     text = str(request)
-    for secret in (user, "7.25"):
+    for secret in (user, "7.25", token.removeprefix(TOKEN_PREFIX), digest(token).hex()):
         assert secret not in text

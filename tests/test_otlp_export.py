@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from neuros.auth.tokens import TOKEN_PREFIX, digest
 from neuros.otlp_export import ExportConfig, ExportConfigError, OtlpHttpExporter
 from neuros.spans import LeanSpan
 from scripts.otlp_sink import OtlpSink, ReceivedSpan
@@ -96,7 +96,7 @@ def _server_span(spans: list[ReceivedSpan], method: str, route: str) -> Received
 
 def test_spans_reach_a_real_otlp_receiver(traced_agent: LiveAgent, sink: OtlpSink) -> None:
     body = {"readings": [reading(rr_intervals_ms=RR_EXAMPLE, sleep_hours=6.5, resting_hr_bpm=58)]}
-    with httpx.Client(base_url=traced_agent.url, timeout=10) as client:
+    with traced_agent.client(timeout=10) as client:
         assert client.post(f"/v1/users/{USER}/readings", json=body).status_code == 201
         assert client.get(f"/v1/users/{USER}/kpis").status_code == 200
         exposition = client.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
@@ -131,8 +131,14 @@ def test_spans_reach_a_real_otlp_receiver(traced_agent: LiveAgent, sink: OtlpSin
     # Nothing identifies the user: not in a span name, nor in any key or value of its
     # attributes, its resource or its events.
     assert any(span.resource for span in spans)  # the resource really was decoded
+    # Nor the caller: no token, nor its hash.
+    private = (
+        USER,
+        traced_agent.token.removeprefix(TOKEN_PREFIX),
+        digest(traced_agent.token).hex(),
+    )
     for span in spans:
-        leaks = [text for text in span.texts() if USER in text]
+        leaks = [text for text in span.texts() if any(p in text for p in private)]
         assert not leaks, (span.name, leaks)
 
     # The latency histogram's exemplars link to traces that really arrived.
@@ -156,7 +162,7 @@ def test_spans_are_flushed_when_the_agent_stops(
             "OTEL_BSP_SCHEDULE_DELAY": "600000",
         }
     )
-    with httpx.Client(base_url=agent.url, timeout=10) as client:
+    with agent.client(timeout=10) as client:
         assert client.get(f"/v1/users/{USER}/kpis").status_code == 404
     assert sink.spans() == []
 

@@ -96,8 +96,8 @@ def test_checker_reports_a_misspelled_metric(tmp_path: Path) -> None:
 # --- Against the real agent and the repository's rules ------------------------------------
 
 
-def _drive_every_series_creating_path(base: str) -> None:
-    with httpx.Client(base_url=base, timeout=10) as client:
+def _drive_every_series_creating_path(agent: LiveAgent) -> None:
+    with agent.client(timeout=10) as client:
         bodies = {
             "ana": [reading(sleep_hours=7.5, resting_hr_bpm=52)],
             "ben": [
@@ -118,6 +118,8 @@ def _drive_every_series_creating_path(base: str) -> None:
         assert client.get("/no/such/route").status_code == 404
         assert client.get("/ready").status_code == 200
         client.get("/metrics")
+    # Refused before the route: no token (its failure reason is counted).
+    assert httpx.get(f"{agent.url}/v1/users/ana/kpis", timeout=10).status_code == 401
 
 
 def storage_script_sample_names(tmp_path: Path) -> set[str]:
@@ -147,7 +149,7 @@ def test_every_metric_read_by_a_rule_is_exported(
     assert reads, "no rule reads a neuros_* metric: the check would pass vacuously"
 
     agent = live_agent()
-    _drive_every_series_creating_path(agent.url)
+    _drive_every_series_creating_path(agent)
     agent_exported = exported_sample_names(httpx.get(f"{agent.url}/metrics", timeout=10).text)
     assert "neuros_http_requests_total" in agent_exported
     script_exported = storage_script_sample_names(tmp_path)

@@ -4,6 +4,7 @@ Settings validation at start, durability across ``kill -9``, a bounded graceful 
 the trace collector is unreachable, and logs that carry neither user ids nor readings.
 """
 
+import base64
 import os
 import re
 import signal
@@ -23,8 +24,10 @@ from typing import Any
 import httpx
 import pytest
 
+from neuros.auth.admin_token import bearer
+from neuros.auth.tokens import TOKEN_PREFIX, Scope, digest, new_token
 from neuros.config import Settings
-from tests.conftest import RR_EXAMPLE, LiveAgent, free_port, reading, wait_until
+from tests.conftest import RR_EXAMPLE, LiveAgent, add_token, free_port, reading, wait_until
 
 StartAgent = Callable[..., LiveAgent]
 
@@ -70,11 +73,15 @@ def test_invalid_settings_stop_the_start_with_one_clear_line(
     tmp_path: Path, invalid: dict[str, str], named: list[str]
 ) -> None:
     db_path = tmp_path / "never" / "neuros.db"
+    # A valid tokens file: the line must be about the invalid setting, not a missing file.
+    tokens_file = tmp_path / "tokens.yml"
+    add_token(tokens_file)
     env = {
         **os.environ,  # NEUROS_* and OTEL_* already removed by the autouse fixture
         "NEUROS_HOST": "127.0.0.1",
         "NEUROS_PORT": str(free_port()),
         "NEUROS_DB_PATH": str(db_path),
+        "NEUROS_API_TOKENS_FILE": str(tokens_file),
         **invalid,
     }
     if not any(name.startswith("OTEL_") for name in invalid):
@@ -117,7 +124,8 @@ def test_database_and_its_missing_parent_directories_are_created(
     assert db_path.is_file()
     assert httpx.get(f"{agent.url}/ready", timeout=10).status_code == 200
     batch = {"readings": [reading(sleep_hours=6.5)]}
-    posted = httpx.post(f"{agent.url}/v1/users/created/readings", json=batch, timeout=10)
+    with agent.client(timeout=10) as client:
+        posted = client.post("/v1/users/created/readings", json=batch)
     assert posted.status_code == 201
     # The reading is in that very file, not somewhere else the agent chose.
     with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
@@ -137,12 +145,14 @@ def test_an_acknowledged_batch_survives_sigkill(live_agent: StartAgent, tmp_path
             reading("2026-11-20T09:00:00+02:00", rr_intervals_ms=RR_EXAMPLE, sleep_hours=7.5),
         ]
     }
-    created = httpx.post(f"{first.url}/v1/users/durable/readings", json=batch, timeout=10)
+    with first.client(timeout=10) as client:
+        created = client.post("/v1/users/durable/readings", json=batch)
     assert created.status_code == 201
     assert first.kill(signal.SIGKILL) == -signal.SIGKILL  # no shutdown code ran
 
     second = live_agent(db_path=db_path)
-    after = httpx.get(f"{second.url}/v1/users/durable/kpis", timeout=10)
+    with second.client(timeout=10) as client:
+        after = client.get("/v1/users/durable/kpis")
     assert after.status_code == 200
     assert after.json() == created.json()["kpis"]
     assert after.json()["sleep_debt_hours"] == pytest.approx(1.75 + 0.5)
@@ -219,7 +229,7 @@ def test_every_acknowledged_reading_survives_sigkill_during_concurrent_ingest(
             return sum(len(r) for r, _ in acknowledged.values()) // READINGS_PER_BATCH
 
     def post_all(thread: int) -> None:
-        with httpx.Client(base_url=agent.url, timeout=10) as client:
+        with agent.client(timeout=10) as client:
             for post in range(POSTS_PER_THREAD):
                 user, batch = _user(thread, post), _batch(thread, post)
                 body = {
@@ -257,7 +267,7 @@ def test_every_acknowledged_reading_survives_sigkill_during_concurrent_ingest(
     assert acknowledged_count() >= KILL_AFTER_ACKNOWLEDGED
 
     restarted = live_agent(db_path=db_path)
-    with httpx.Client(base_url=restarted.url, timeout=10) as client:
+    with restarted.client(timeout=10) as client:
         for thread in range(THREADS):
             # A thread's acknowledged posts are a prefix of its sequence; the next one was
             # in flight at the kill and may or may not have been committed.
@@ -301,7 +311,7 @@ def test_sigterm_with_an_unreachable_collector_exits_0_within_docker_stop_timeou
         }
     )
     statuses: list[int] = []
-    with httpx.Client(base_url=agent.url, timeout=10) as client:
+    with agent.client(timeout=10) as client:
 
         def traffic(first: int, count: int) -> None:
             for n in range(first, first + count):
@@ -340,6 +350,8 @@ def test_sigterm_with_an_unreachable_collector_exits_0_within_docker_stop_timeou
 CANARY_USER = "privacy-canary-7f3a"
 CANARY_SLEEP = 7.123
 CANARY_HR = 61.77
+# A well-formed token the agent does not know: refused, and no more logged than a valid one.
+CANARY_WRONG_TOKEN = new_token()
 
 
 def _appears(value: float, text: str) -> bool:
@@ -356,7 +368,7 @@ def _canary_traffic(agent: LiveAgent) -> None:
         reading("2026-11-22T07:00:00Z", sleep_hours=CANARY_HR),
     ]
     malformed = f'{{"readings": [{{"sleep_hours": {CANARY_SLEEP}, "user": "{CANARY_USER}"'
-    with httpx.Client(base_url=agent.url, timeout=10) as client:
+    with agent.client(timeout=10) as client:
         assert client.get(f"{base}/kpis").status_code == 404  # nothing stored yet
         assert client.post(f"{base}/readings", json={"readings": [good]}).status_code == 201
         assert client.get(f"{base}/kpis").status_code == 200
@@ -370,6 +382,15 @@ def _canary_traffic(agent: LiveAgent) -> None:
         assert invalid_json.status_code == 422
         unrouted = client.get(f"{base}/nowhere", params={"user": CANARY_USER})
         assert unrouted.status_code == 404
+        # Refused before the route runs: an unknown token, and a valid one with a
+        # scope this route does not take (the 403 path names the token in the log).
+        wrong = client.get(f"{base}/kpis", headers=bearer(CANARY_WRONG_TOKEN))
+        assert wrong.status_code == 401
+        writer = add_token(agent.tokens_file, "canary-writer", (Scope.READINGS_WRITE,))
+        wait_until(
+            lambda: client.get(f"{base}/kpis", headers=bearer(writer)).status_code == 403,
+            what="the reloaded writer token to be refused the kpis scope",
+        )
 
 
 @pytest.mark.parametrize(
@@ -391,7 +412,8 @@ def _canary_traffic(agent: LiveAgent) -> None:
 def test_logs_carry_neither_user_ids_nor_reading_values(
     live_agent: StartAgent, tracing: dict[str, str]
 ) -> None:
-    agent = live_agent(env={"NEUROS_LOG_LEVEL": "debug", **tracing})
+    env = {"NEUROS_LOG_LEVEL": "debug", "NEUROS_API_TOKENS_RELOAD_SECONDS": "0.1", **tracing}
+    agent = live_agent(env=env)
     _canary_traffic(agent)
     agent.stop()
     log = agent.log()
@@ -399,6 +421,16 @@ def test_logs_carry_neither_user_ids_nor_reading_values(
     assert CANARY_USER not in log
     assert not _appears(CANARY_SLEEP, log)
     assert not _appears(CANARY_HR, log)
+    # No token nor its hash, in any spelling the code could produce; the wrong token
+    # neither. The part after the fixed prefix is the secret.
+    for token in (agent.token, CANARY_WRONG_TOKEN):
+        secret = token.removeprefix(TOKEN_PREFIX)
+        assert secret not in log
+        hashed = digest(token)
+        for spelling in (hashed.hex(), hashed.hex().upper(), base64.b64encode(hashed).decode()):
+            assert spelling not in log
+    assert "token=admin" in log, "the access log names the token, by its name"
+    assert "token=canary-writer" in log, "a refused valid token is named too"
     # Not a silent log: each request left an access line naming its route template.
     for method, route, status in [
         ("GET", "/v1/users/{user_id}/kpis", 404),

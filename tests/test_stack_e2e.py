@@ -127,7 +127,7 @@ def _drive_until_scraped(agent: LiveAgent, prometheus: PrometheusServer, job: st
     deadline = time.monotonic() + DEADLINE_SECONDS
     scraped_at: float | None = None
     enough_scrapes = f'count_over_time(up{{job="{job}"}}[{RATE_INTERVAL}]) >= {MIN_SCRAPES}'
-    with httpx.Client(base_url=agent.url, timeout=10) as client:
+    with agent.client(timeout=10) as client:
         while True:
             _drive_round(client)
             if scraped_at is None and prometheus.query(enough_scrapes):
