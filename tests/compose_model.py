@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from neuros.auth.admin_token import ADMIN_TOKEN_FILE
+from neuros.config import DEFAULT_PORT, METRICS_PORT
 from tests.tooling import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -68,6 +70,10 @@ HEALTHCHECK_EXEMPT = frozenset({*IMAGES_WITHOUT_TOOLS, ONE_SHOT})
 # with CAP_CHOWN as its only capability.
 ROOT_EXEMPT: dict[str, frozenset[str]] = {ONE_SHOT: frozenset({"CHOWN"})}
 PUBLISHING_SERVICES = frozenset({"grafana", "neuros"})
+AGENT = "neuros"
+# The agent's tokens folder: compose mounts ${TOKENS_DIR_VARIABLE:-./secrets/neuros} there
+# (tests/dockerstack.py points the variable at a temporary folder).
+TOKENS_DIR_VARIABLE = "NEUROS_API_TOKENS_DIR"
 
 # Read-only config bind mounts: service -> (repository path, container path).
 CONFIG_MOUNTS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -581,10 +587,89 @@ def check_hardening(stack: Stack) -> list[str]:
     return problems
 
 
+def check_agent_ports(stack: Stack) -> list[str]:
+    """/metrics on neuros/config.py's METRICS_PORT, exposed and scraped but never
+    published; the API port (DEFAULT_PORT) is the only one published, and the
+    healthcheck asks it for /ready."""
+    agent = stack.services.get(AGENT, {})
+    problems: list[str] = []
+    value = (agent.get("environment") or {}).get("NEUROS_METRICS_PORT")
+    if value != str(METRICS_PORT):
+        problems.append(
+            f"{AGENT}: NEUROS_METRICS_PORT={value!r}, not neuros/config.py's {METRICS_PORT}"
+        )
+    exposed = {str(port).split("/")[0] for port in agent.get("expose") or []}
+    for port in (DEFAULT_PORT, METRICS_PORT):
+        if str(port) not in exposed:
+            problems.append(f"{AGENT}: does not expose port {port} (exposes {sorted(exposed)})")
+    targets = sorted(int(port.get("target", 0)) for port in agent.get("ports") or [])
+    if targets != [DEFAULT_PORT]:
+        problems.append(
+            f"{AGENT}: publishes container ports {targets}; only the API port {DEFAULT_PORT}"
+            f" (/metrics is on {METRICS_PORT}, for Prometheus only)"
+        )
+    test = " ".join(str(part) for part in (agent.get("healthcheck") or {}).get("test") or [])
+    if f"127.0.0.1:{DEFAULT_PORT}/ready" not in test:
+        problems.append(f"{AGENT}: healthcheck does not ask port {DEFAULT_PORT} for /ready")
+    prometheus = stack.services.get("prometheus", {})
+    config_flag = flag_value(prometheus, "--config.file")
+    config = host_path(prometheus, config_flag) if config_flag else None
+    if config is None or not config.is_file():
+        return [*problems, f"prometheus: no config file at --config.file={config_flag}"]
+    scraped = [
+        str(target)
+        for job in load_yaml(config).get("scrape_configs") or []
+        for static in job.get("static_configs") or []
+        for target in static.get("targets") or []
+        if str(target).rpartition(":")[0] == AGENT
+    ]
+    if scraped != [f"{AGENT}:{value}"]:
+        problems.append(
+            f"prometheus: {config.name} scrapes {scraped}, not the agent's"
+            f" NEUROS_METRICS_PORT ({AGENT}:{value})"
+        )
+    return problems
+
+
+def check_api_tokens(stack: Stack) -> list[str]:
+    """The tokens file is in a read-only bind mount of its folder (an atomic replace of
+    the file is seen inside), whose host folder follows TOKENS_DIR_VARIABLE."""
+    agent = stack.services.get(AGENT, {})
+    path = (agent.get("environment") or {}).get("NEUROS_API_TOKENS_FILE")
+    if not path:
+        return [f"{AGENT}: no NEUROS_API_TOKENS_FILE"]
+    folder = str(PurePosixPath(path).parent)
+    binds = {mount["target"]: mount for mount in mounts(agent, "bind")}
+    problems: list[str] = []
+    if path in binds:
+        problems.append(f"{AGENT}: mounts the file {path}, not its folder: replaces stay unseen")
+    mount = binds.get(folder)
+    if mount is None:
+        return [*problems, f"{AGENT}: NEUROS_API_TOKENS_FILE's folder {folder} is not mounted"]
+    if not mount.get("read_only"):
+        problems.append(f"{AGENT}: tokens folder {folder} is not read-only")
+    probe = "/srv/neuros-tokens-probe"  # rendered only, never created
+    rendered = stack.render_model(env={TOKENS_DIR_VARIABLE: probe})["services"].get(AGENT, {})
+    sources = {m["target"]: m.get("source") for m in mounts(rendered, "bind")}
+    if sources.get(folder) != probe:
+        problems.append(
+            f"{AGENT}: tokens folder {folder} ignores {TOKENS_DIR_VARIABLE}"
+            f" (mounts {sources.get(folder)!r})"
+        )
+    return problems
+
+
 def check_secrets_ignored(stack: Stack) -> list[str]:
-    """.env and the Alertmanager webhook files mounted into the container are git-ignored."""
+    """.env, the admin token, and the Alertmanager webhook files and the API tokens file
+    mounted into the containers are git-ignored."""
     alertmanager = stack.services.get("alertmanager", {})
-    candidates = [REPO_ROOT / ".env"]
+    candidates = [REPO_ROOT / ".env", REPO_ROOT / ADMIN_TOKEN_FILE]
+    agent = stack.services.get(AGENT, {})
+    tokens_file = (agent.get("environment") or {}).get("NEUROS_API_TOKENS_FILE")
+    tokens_source = host_path(agent, tokens_file) if tokens_file else None
+    if tokens_source is None:
+        return [f"{AGENT}: NEUROS_API_TOKENS_FILE {tokens_file} is not in a mounted directory"]
+    candidates.append(tokens_source)
     for key, value in walk(load_yaml(ALERTMANAGER_CONFIG)):
         if key.endswith("_file") and isinstance(value, str):
             source = host_path(alertmanager, value)
@@ -620,5 +705,7 @@ CHECKS: tuple[Check, ...] = (
     check_bind_address_variable,
     check_grafana_security,
     check_hardening,
+    check_agent_ports,
+    check_api_tokens,
     check_secrets_ignored,
 )

@@ -10,6 +10,13 @@ Services that are not published (Prometheus, Alertmanager) are reached with
 from the test process to the compose network (the daemon may be remote, or the tests
 may run in a container), only the wget every Prometheus image ships.
 
+Every stack gets an API tokens folder of its own (a temporary one, mounted where the
+compose file mounts ./secrets/neuros, via ``NEUROS_API_TOKENS_DIR``) holding one admin
+token with every scope for every user: ``stack.api_token``, ``stack.api_headers``; a
+test adds or revokes tokens with ``TokensFile(stack.tokens_file)`` and the running
+agent reloads them. The agent serves /metrics only on its metrics port, inside the
+compose network: ``stack.agent_metrics()`` reads it from within its container.
+
 Docker tests are marked ``docker``. :func:`require_docker` skips them unless
 ``NEUROS_TEST_DOCKER=1`` or ``CI=true``, and fails them when they were asked for but
 the engine is not usable. The fixtures :func:`docker_stack` (one test) and
@@ -36,10 +43,16 @@ from urllib.parse import urlencode
 
 import pytest
 
+from neuros.auth.admin_token import bearer
+from neuros.auth.tokens import ALL_USERS, Scope
+from neuros.auth.tokens_file import TokensFile
+from neuros.config import METRICS_PORT
 from tests.compose_model import (
+    AGENT,
     COMPOSE_FILE,
     ENV_EXAMPLE,
     PASSWORD_VARIABLE,
+    TOKENS_DIR_VARIABLE,
     compose_service,
     read_env_file,
 )
@@ -51,6 +64,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 # The compose file mounts ./secrets/alertmanager unless this is set: a test must not
 # make Docker create that folder in the repository.
 ALERTMANAGER_SECRETS_VARIABLE = "ALERTMANAGER_SECRETS_DIR"
+ADMIN_TOKEN_NAME = "admin"  # noqa: S105 - a name
+# Readable by the agent's uid (10001), which is not the test's: as scripts/setup.sh.
+TOKENS_DIR_MODE = 0o755
 COMMAND_TIMEOUT = 60.0
 UP_DOWN_TIMEOUT = 180.0
 POLL_SECONDS = 0.5
@@ -104,6 +120,12 @@ def exposed_port(service: str) -> int:
     return ports[0]
 
 
+def tokens_file_name() -> str:
+    """The tokens file's name in its folder, as the compose file tells the agent."""
+    path = str(compose_service(AGENT)["environment"]["NEUROS_API_TOKENS_FILE"])
+    return path.rsplit("/", 1)[-1]
+
+
 def _run(
     command: Sequence[str],
     *,
@@ -140,6 +162,9 @@ class ComposeStack:
     # The compose file refuses to start without one.
     grafana_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _secrets_dir: Path | None = None
+    _tokens_dir: Path | None = None
+    # The admin token of the stack's tokens file (every scope, every user), set by up().
+    api_token: str = ""
     _containers: dict[str, str] = field(default_factory=dict)
     _is_up: bool = False
 
@@ -151,6 +176,20 @@ class ComposeStack:
     def agent_url(self) -> str:
         """The agent's published port on the host."""
         return f"http://127.0.0.1:{self.published_port}"
+
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <api_token>``."""
+        if not self.api_token:
+            raise AssertionError("the stack is not up: no API token yet")
+        return bearer(self.api_token)
+
+    @property
+    def tokens_file(self) -> Path:
+        """The agent's API tokens file on the host (mounted read-only into it)."""
+        if self._tokens_dir is None:
+            raise AssertionError("the stack is not up: no tokens folder yet")
+        return self._tokens_dir / tokens_file_name()
 
     def environment(self) -> dict[str, str]:
         """The CLI's environment: .env.example's values win over the caller's
@@ -170,6 +209,8 @@ class ComposeStack:
         )
         if self._secrets_dir is not None:
             environ[ALERTMANAGER_SECRETS_VARIABLE] = str(self._secrets_dir)
+        if self._tokens_dir is not None:
+            environ[TOKENS_DIR_VARIABLE] = str(self._tokens_dir)
         environ.update(self.env)
         return environ
 
@@ -198,6 +239,12 @@ class ComposeStack:
             # Empty: the webhook URL files are only read when a notification is sent.
             self._secrets_dir = Path(tempfile.mkdtemp(prefix=f"{self.project}-secrets-"))
             self._secrets_dir.chmod(0o755)
+        if self._tokens_dir is None:
+            self._tokens_dir = Path(tempfile.mkdtemp(prefix=f"{self.project}-tokens-"))
+            self._tokens_dir.chmod(TOKENS_DIR_MODE)
+            self.api_token = TokensFile(self.tokens_file).add(
+                ADMIN_TOKEN_NAME, list(Scope), [ALL_USERS]
+            )
         self._containers.clear()
         self._is_up = True
         try:
@@ -228,9 +275,11 @@ class ComposeStack:
                 "down", "-v", "--remove-orphans", "--timeout", "10", timeout=UP_DOWN_TIMEOUT
             )
         finally:
-            if self._secrets_dir is not None:
-                shutil.rmtree(self._secrets_dir, ignore_errors=True)
-                self._secrets_dir = None
+            for folder in (self._secrets_dir, self._tokens_dir):
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+            self._secrets_dir = self._tokens_dir = None
+            self.api_token = ""
         left = {"containers": self.project_containers(), "volumes": self.project_volumes()}
         if any(left.values()):
             raise AssertionError(f"`down -v` left behind in {self.project}: {left}")
@@ -298,6 +347,16 @@ class ComposeStack:
         query = f"?{urlencode(params)}" if params else ""
         url = f"http://127.0.0.1:{exposed_port(service)}{path}{query}"
         return self.exec(service, "wget", "-q", "-O", "-", url)
+
+    def agent_metrics(self) -> str:
+        """The agent's /metrics, read on its metrics port inside its container (the
+        published port does not serve it; the image has python3, no wget)."""
+        url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+        script = (
+            "import sys, urllib.request as u;"
+            " sys.stdout.write(u.urlopen(sys.argv[1], timeout=10).read().decode())"
+        )
+        return self.exec(AGENT, "python3", "-c", script, url)
 
     def prometheus_api(self, path: str, service: str = "prometheus", **params: str) -> Any:
         """``data`` of a successful ``/api/v1/<path>`` answer of Prometheus."""

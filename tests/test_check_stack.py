@@ -251,6 +251,42 @@ def break_agent_otlp_endpoint(repo: Path) -> tuple[str, str]:
     raise AssertionError(f"no compose service sets {variable}")
 
 
+def _agent_service(compose: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The compose service built from this repository that sets the metrics port."""
+    for name, service in compose["services"].items():
+        if "build" in service and cs.METRICS_PORT_VARIABLE in (service.get("environment") or {}):
+            return name, service
+    raise AssertionError(f"no built compose service sets {cs.METRICS_PORT_VARIABLE}")
+
+
+def break_agent_metrics_port(repo: Path) -> tuple[str, str]:
+    """The agent moves /metrics to another (exposed) port; Prometheus still scrapes
+    the old one."""
+    path = repo / cs.COMPOSE_FILE
+    compose = yaml.safe_load(path.read_text())
+    name, service = _agent_service(compose)
+    port = int(service["environment"][cs.METRICS_PORT_VARIABLE])
+    service["environment"][cs.METRICS_PORT_VARIABLE] = str(port + 1)
+    service["expose"] = [*service.get("expose", []), str(port + 1)]
+    path.write_text(yaml.safe_dump(compose))
+    return str(cs.PROMETHEUS_CONFIG), (
+        f"target '{name}:{port}': the agent serves /metrics only on"
+        f" {cs.METRICS_PORT_VARIABLE}={port + 1}"
+    )
+
+
+def break_agent_metrics_published(repo: Path) -> tuple[str, str]:
+    path = repo / cs.COMPOSE_FILE
+    compose = yaml.safe_load(path.read_text())
+    name, service = _agent_service(compose)
+    port = service["environment"][cs.METRICS_PORT_VARIABLE]
+    service["ports"] = [*service.get("ports", []), f"127.0.0.1:{port}:{port}"]
+    path.write_text(yaml.safe_dump(compose))
+    return str(cs.COMPOSE_FILE), (
+        f"service {name!r} {cs.METRICS_PORT_VARIABLE}={port} is published"
+    )
+
+
 def break_dashboard_syntax(repo: Path) -> tuple[str, str]:
     dashboard = _dashboards(repo)[0]
     for panel in cs.iter_panels(dashboard.model.get("panels") or []):
@@ -284,6 +320,8 @@ def break_rule_syntax(repo: Path) -> tuple[str, str]:
         break_collector_listen_port,
         break_tempo_remote_write,
         break_agent_otlp_endpoint,
+        break_agent_metrics_port,
+        break_agent_metrics_published,
         break_dashboard_syntax,
         break_rule_syntax,
     ],

@@ -7,7 +7,10 @@ problem allowed) and on mutated copies (each must report what was broken).
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
+from neuros.auth.admin_token import ADMIN_TOKEN_FILE
+from neuros.auth.tokens import TOKEN_PREFIX, Scope, new_token
+from neuros.auth.tokens_file import TokensFile, dump
+from neuros.config import DEFAULT_API_TOKENS_FILE
 from tests import compose_model as cm
 from tests.tooling import REPO_ROOT, tool
 
@@ -380,6 +387,88 @@ MUTATIONS = (
         "volume-init: cap_add ['DAC_OVERRIDE']",
     ),
     Mutation(
+        "metrics-port-published",
+        cm.check_agent_ports,
+        set_in(
+            "neuros.ports",
+            [
+                "${BIND_ADDRESS:-127.0.0.1}:${NEUROS_PUBLISHED_PORT:-8000}:8000",
+                "${BIND_ADDRESS:-127.0.0.1}:9464:9464",
+            ],
+        ),
+        "neuros: publishes container ports [8000, 9464]",
+    ),
+    Mutation(
+        "metrics-on-api-port",
+        cm.check_agent_ports,
+        set_in("neuros.environment.NEUROS_METRICS_PORT", None),
+        "NEUROS_METRICS_PORT=None",
+    ),
+    Mutation(
+        "metrics-port-moved",
+        cm.check_agent_ports,
+        set_in("neuros.environment.NEUROS_METRICS_PORT", "9465"),
+        "scrapes ['neuros:9464'], not the agent's NEUROS_METRICS_PORT (neuros:9465)",
+    ),
+    Mutation(
+        "metrics-port-not-exposed",
+        cm.check_agent_ports,
+        replace_in_list("neuros.expose", "9464", None),
+        "neuros: does not expose port 9464",
+    ),
+    Mutation(
+        "healthcheck-on-metrics-port",
+        cm.check_agent_ports,
+        set_in(
+            "neuros.healthcheck.test",
+            [
+                "CMD",
+                "python3",
+                "-c",
+                "import urllib.request as u; u.urlopen('http://127.0.0.1:9464/')",
+            ],
+        ),
+        "healthcheck does not ask port 8000",
+    ),
+    Mutation(
+        "tokens-file-mounted",
+        cm.check_api_tokens,
+        replace_in_list(
+            "neuros.volumes",
+            "${NEUROS_API_TOKENS_DIR",
+            "./secrets/neuros/tokens.yml:/run/secrets/neuros/tokens.yml:ro",
+        ),
+        "mounts the file /run/secrets/neuros/tokens.yml, not its folder",
+    ),
+    Mutation(
+        "tokens-dir-hard-coded",
+        cm.check_api_tokens,
+        replace_in_list(
+            "neuros.volumes", "${NEUROS_API_TOKENS_DIR", "./secrets/neuros:/run/secrets/neuros:ro"
+        ),
+        "ignores NEUROS_API_TOKENS_DIR",
+    ),
+    Mutation(
+        "tokens-writable",
+        cm.check_api_tokens,
+        replace_in_list(
+            "neuros.volumes",
+            "${NEUROS_API_TOKENS_DIR",
+            "${NEUROS_API_TOKENS_DIR:-./secrets/neuros}:/run/secrets/neuros",
+        ),
+        "tokens folder /run/secrets/neuros is not read-only",
+    ),
+    Mutation(
+        "tokens-from-tracked-dir",
+        cm.check_secrets_ignored,
+        replace_in_list(
+            "neuros.volumes",
+            "${NEUROS_API_TOKENS_DIR",
+            "${NEUROS_API_TOKENS_DIR:-./prometheus}:/run/secrets/neuros:ro",
+        ),
+        "secret file prometheus/tokens.yml is not git-ignored",
+    ),
+    Mutation(
         "webhooks-from-tracked-dir",
         cm.check_secrets_ignored,
         replace_in_list(
@@ -442,24 +531,164 @@ def _readme_stack_command() -> str:
     return block
 
 
-def test_readme_stack_command_creates_env_once_and_renders(tmp_path: Path) -> None:
-    """The newcomer's command: a new .env with a random password, kept on re-runs."""
+SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup.sh"
+TOKEN_SHAPE = re.compile(rf"^{re.escape(TOKEN_PREFIX)}[A-Za-z0-9_-]+$")
+
+
+def _stack_folder(tmp_path: Path) -> Path:
+    """What the README command needs of a checkout: compose, env example, set-up."""
     for name in ("docker-compose.yml", ".env.example"):
         (tmp_path / name).write_text((REPO_ROOT / name).read_text(encoding="utf-8"))
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(SETUP_SCRIPT, tmp_path / "scripts" / "setup.sh")
+    # The host may have no Python: any use of it by the script fails loudly.
+    stubs = tmp_path / "no-python"
+    stubs.mkdir()
+    for name in ("python", "python3"):
+        (stubs / name).write_text("#!/bin/sh\necho 'setup.sh must not need python' >&2\nexit 99\n")
+        (stubs / name).chmod(0o755)
+    return tmp_path
+
+
+def _run_in(folder: Path, command: str) -> subprocess.CompletedProcess[str]:
+    path = f"{folder / 'no-python'}:/usr/bin:/bin"
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=folder,
+        env={"PATH": path, "HOME": str(folder)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _secrets(folder: Path) -> dict[str, bytes]:
+    """Every file the set-up writes, by path, with its content."""
+    files = [folder / ".env", folder / ADMIN_TOKEN_FILE, folder / DEFAULT_API_TOKENS_FILE]
+    return {str(path.relative_to(folder)): path.read_bytes() for path in files if path.exists()}
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_readme_stack_command_creates_env_and_admin_token_once(tmp_path: Path) -> None:
+    """The newcomer's command: a new .env with a random password and an admin API token
+    the agent accepts, both kept on re-runs."""
+    folder = _stack_folder(tmp_path)
     # Same command, but validating the model instead of starting containers.
     command = _readme_stack_command().replace(
         "docker compose up -d", f"{tool('docker-compose')} config -q"
     )
 
-    def run() -> str:
-        result = subprocess.run(
-            ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=False
-        )
+    def run() -> dict[str, bytes]:
+        result = _run_in(folder, command)
         assert result.returncode == 0, result.stderr
-        return (tmp_path / ".env").read_text(encoding="utf-8")
+        return _secrets(folder)
 
     first = run()
-    passwords = [line for line in first.splitlines() if line.startswith(cm.PASSWORD_VARIABLE)]
+    passwords = [
+        line
+        for line in first[".env"].decode().splitlines()
+        if line.startswith(cm.PASSWORD_VARIABLE)
+    ]
     assert len(passwords) == 1, passwords
     assert len(passwords[0].split("=", 1)[1]) >= 32
-    assert run() == first  # a second run keeps .env and the password Grafana stored
+    # a second run keeps .env, the password Grafana stored, and the token clients hold
+    assert run() == first
+
+    token = first[ADMIN_TOKEN_FILE].decode().strip()
+    assert TOKEN_SHAPE.match(token), token
+    assert len(token) == len(new_token()), token
+    tokens = TokensFile(folder / DEFAULT_API_TOKENS_FILE)
+    text = first[DEFAULT_API_TOKENS_FILE].decode()
+    assert dump(tokens.read()) == text, "not the layout `python -m neuros tokens` writes"
+    token_set, _ = tokens.load()
+    principal = token_set.authenticate(token)
+    assert principal is not None, "the agent would refuse the admin token"
+    assert (principal.name, principal.scopes, principal.all_users) == (
+        "admin",
+        frozenset(Scope),
+        True,
+    )
+    [entry] = tokens.read().tokens
+    assert entry.created is not None
+    assert token not in text
+    assert {
+        "secrets": _mode(folder / "secrets"),
+        "token": _mode(folder / ADMIN_TOKEN_FILE),
+        "tokens folder": _mode((folder / DEFAULT_API_TOKENS_FILE).parent),
+        "tokens file": _mode(folder / DEFAULT_API_TOKENS_FILE),
+    } == {"secrets": 0o700, "token": 0o600, "tokens folder": 0o755, "tokens file": 0o644}
+
+
+def test_setup_dry_run_changes_nothing(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    result = _run_in(folder, "scripts/setup.sh --dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would create" in result.stdout
+    assert _secrets(folder) == {}
+    assert not (folder / "secrets").exists()
+
+
+def test_setup_appends_admin_to_a_tokens_file_of_the_cli(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    tokens = TokensFile(folder / DEFAULT_API_TOKENS_FILE)
+    other = tokens.add("k6", [Scope.READINGS_WRITE], ["load-*"])
+    result = _run_in(folder, "scripts/setup.sh")
+    assert result.returncode == 0, result.stderr
+    token = (folder / ADMIN_TOKEN_FILE).read_text().strip()
+    token_set, _ = tokens.load()
+    names = {name: token_set.authenticate(t) for name, t in (("k6", other), ("admin", token))}
+    assert {name: p.name if p else None for name, p in names.items()} == {
+        "k6": "k6",
+        "admin": "admin",
+    }
+    assert dump(tokens.read()) == tokens.path.read_text()
+    # From an empty file too (all tokens revoked: `tokens: []`).
+    tokens.revoke("admin")
+    tokens.revoke("k6")
+    (folder / ADMIN_TOKEN_FILE).unlink()
+    assert _run_in(folder, "scripts/setup.sh").returncode == 0
+    token_set, _ = tokens.load()
+    assert token_set.names == {"admin"}
+    assert token_set.authenticate((folder / ADMIN_TOKEN_FILE).read_text().strip()) is not None
+
+
+def test_setup_leaves_a_tokens_file_with_an_unknown_admin_alone(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    tokens = TokensFile(folder / DEFAULT_API_TOKENS_FILE)
+    tokens.add("admin", list(Scope), ["*"])
+    before = tokens.path.read_bytes()
+    result = _run_in(folder, "scripts/setup.sh")
+    assert result.returncode == 0, result.stderr
+    assert "NOTE" in result.stderr, result.stderr
+    assert "revoke" in result.stderr, result.stderr
+    assert tokens.path.read_bytes() == before
+    assert not (folder / ADMIN_TOKEN_FILE).exists()
+    # A file not in the CLI's layout is never rewritten either.
+    tokens.path.write_text("tokens: [{name: x, sha256: '0'}]\n")
+    result = _run_in(folder, "scripts/setup.sh")
+    assert result.returncode == 0, result.stderr
+    assert "NOTE" in result.stderr, result.stderr
+    assert tokens.path.read_text() == "tokens: [{name: x, sha256: '0'}]\n"
+
+
+def test_setup_registers_a_surviving_admin_token(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    assert _run_in(folder, "scripts/setup.sh").returncode == 0
+    token = (folder / ADMIN_TOKEN_FILE).read_text().strip()
+    (folder / DEFAULT_API_TOKENS_FILE).unlink()
+    result = _run_in(folder, "scripts/setup.sh")
+    assert result.returncode == 0, result.stderr
+    assert (folder / ADMIN_TOKEN_FILE).read_text().strip() == token
+    token_set, _ = TokensFile(folder / DEFAULT_API_TOKENS_FILE).load()
+    assert token_set.authenticate(token) is not None
+
+
+def test_setup_refuses_unknown_arguments(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    result = _run_in(folder, "scripts/setup.sh --force")
+    assert result.returncode == 2
+    assert "unknown argument: --force" in result.stderr
+    assert "Usage:" in result.stderr

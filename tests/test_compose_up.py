@@ -3,9 +3,12 @@
 One stack per module (``up --no-deps neuros prometheus alertmanager``, images from
 scripts/docker-setup.sh), then each test proves one property of the running stack:
 Docker healthchecks pass, the agent runs as the compose file's uid, Prometheus scrapes
-the agent by service name, loads every rule group and reaches Alertmanager, a posted
-reading shows up in Prometheus (with its trace as exemplar), and the retention flags
-are .env.example's. A stack of its own proves ``down -v`` leaves nothing behind.
+the agent by service name on its metrics port, loads every rule group and reaches
+Alertmanager, a posted reading shows up in Prometheus (with its trace as exemplar), and
+the retention flags are .env.example's. The published port answers the API only with a
+bearer token and serves no /metrics, and a token added to the mounted tokens folder on
+the host works without a restart (and stops working once revoked). A stack of its own
+proves ``down -v`` leaves nothing behind.
 Names and values come from the files that define them, never retyped here.
 """
 
@@ -25,7 +28,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from neuros.api.kpis import get_kpis
+from neuros.api.kpis import router as kpis_router
 from neuros.api.readings import INGEST_ROUTE_NAME, router
+from neuros.auth.admin_token import bearer
+from neuros.auth.tokens import Scope
+from neuros.auth.tokens_file import TokensFile
+from neuros.config import METRICS_PORT
 from neuros.metrics import build_metrics
 from tests import dockerstack
 from tests.compose_model import compose_service
@@ -49,6 +58,8 @@ SERVICES = (AGENT, PROMETHEUS, ALERTMANAGER)
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
 READINGS_POSTED = 3
 HEALTHY_DEADLINE = 120.0
+# The agent polls its tokens file every NEUROS_API_TOKENS_RELOAD_SECONDS (default 2 s).
+RELOAD_DEADLINE = 30.0
 
 
 def _config() -> dict[str, Any]:
@@ -156,9 +167,8 @@ def _series(stack: ComposeStack, promql: str) -> list[dict[str, Any]]:
 
 
 def _agent_counter(stack: ComposeStack, sample: str) -> float:
-    """The agent's own current value of ``sample``, read on its published port."""
-    text = httpx.get(f"{stack.agent_url}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
+    """The agent's own current value of ``sample``, read on its metrics port."""
+    for family in text_string_to_metric_families(stack.agent_metrics()):
         for found in family.samples:
             if found.name == sample:
                 return float(found.value)
@@ -195,6 +205,92 @@ def test_prometheus_scrapes_the_agent_by_service_name(
             what=promql,
             details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
         )
+
+
+@on_stack
+def test_published_port_serves_the_api_but_not_the_metrics(stack: ComposeStack) -> None:
+    """/metrics is only on the metrics port, which Prometheus scrapes; the published
+    port answers it with 404, and the probes stay open."""
+    _, instance = _agent_target()
+    assert instance == f"{AGENT}:{METRICS_PORT}"
+    promql = f'up{{instance="{instance}"}} == 1'
+    wait_until(
+        lambda: len(_series(stack, promql)) == 1,
+        timeout=SCRAPE_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
+        what=promql,
+        details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
+    )
+    assert httpx.get(f"{stack.agent_url}/metrics", timeout=10).status_code == 404
+    for probe in ("/health", "/ready"):
+        assert httpx.get(f"{stack.agent_url}{probe}", timeout=10).status_code == 200, probe
+
+
+@on_stack
+@pytest.mark.parametrize(
+    "headers",
+    [{}, bearer("nrs_" + "x" * 43), {"Authorization": "Basic YWRtaW46YWRtaW4="}],
+    ids=["no-token", "unknown-token", "not-bearer"],
+)
+def test_published_port_refuses_the_api_without_a_valid_token(
+    stack: ComposeStack, headers: dict[str, str]
+) -> None:
+    path = router.url_path_for(INGEST_ROUTE_NAME, user_id=f"compose-{secrets.token_hex(4)}")
+    response = httpx.post(
+        f"{stack.agent_url}{path}", json={"readings": [reading()]}, headers=headers, timeout=10
+    )
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+def _kpis_status(stack: ComposeStack, token: str, user: str) -> int:
+    path = kpis_router.url_path_for(get_kpis.__name__, user_id=user)
+    return httpx.get(f"{stack.agent_url}{path}", headers=bearer(token), timeout=10).status_code
+
+
+@on_stack
+def test_token_added_on_the_host_works_without_a_restart(stack: ComposeStack) -> None:
+    """The folder mount carries the CLI's atomic replace into the container, and the
+    agent reloads it: a new token works, a revoked one stops, in the same process."""
+    pid = stack.host_pid(AGENT)
+    user = f"compose-{secrets.token_hex(4)}"  # no data: an accepted token gets 404
+    tokens = TokensFile(stack.tokens_file)
+    name = f"reload-{secrets.token_hex(3)}"
+    token = tokens.add(name, [Scope.KPIS_READ], ["compose-*"])
+    wait_until(
+        lambda: _kpis_status(stack, token, user) == 404,
+        timeout=RELOAD_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
+        what=f"token {name!r} accepted",
+        details=lambda: f"status {_kpis_status(stack, token, user)}\n{stack.logs(AGENT)}",
+    )
+    tokens.revoke(name)
+    wait_until(
+        lambda: _kpis_status(stack, token, user) == 401,
+        timeout=RELOAD_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
+        what=f"token {name!r} refused after its revocation",
+        details=lambda: f"status {_kpis_status(stack, token, user)}\n{stack.logs(AGENT)}",
+    )
+    assert stack.host_pid(AGENT) == pid, "the agent restarted to pick up its tokens"
+    assert _kpis_status(stack, stack.api_token, user) == 404
+
+
+@on_stack
+def test_sighup_to_the_container_reloads_the_tokens(stack: ComposeStack) -> None:
+    """`docker compose kill -s HUP neuros` (README): the init passes the signal on
+    and the agent reloads its tokens file at once."""
+    reloaded = "api tokens reloaded (SIGHUP)"
+    before = stack.logs(AGENT, tail=10_000).count(reloaded)
+    stack.compose("kill", "-s", "HUP", AGENT)
+    wait_until(
+        lambda: stack.logs(AGENT, tail=10_000).count(reloaded) > before,
+        timeout=RELOAD_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
+        what=f"{reloaded!r} in the agent's log",
+        details=lambda: stack.logs(AGENT),
+    )
+    assert stack.health(AGENT) == "healthy"
 
 
 @on_stack
@@ -250,7 +346,12 @@ def test_posted_readings_reach_prometheus(stack: ComposeStack, timings: Timings)
     user = f"compose-{secrets.token_hex(4)}"
     batch = [reading(f"2026-11-{day:02d}T07:00:00+00:00") for day in range(1, 1 + READINGS_POSTED)]
     path = router.url_path_for(INGEST_ROUTE_NAME, user_id=user)
-    response = httpx.post(f"{stack.agent_url}{path}", json={"readings": batch}, timeout=10)
+    response = httpx.post(
+        f"{stack.agent_url}{path}",
+        json={"readings": batch},
+        headers=stack.api_headers,
+        timeout=10,
+    )
     assert response.status_code == 201, response.text
     assert response.json()["accepted"] == READINGS_POSTED
 
@@ -277,7 +378,7 @@ def test_request_traces_are_stored_as_exemplars(stack: ComposeStack) -> None:
     back from Prometheus as the exemplar of the agent's latency histogram."""
     job, _ = _agent_target()
     trace_id = secrets.token_hex(16)
-    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01", **stack.api_headers}
     path = router.url_path_for(INGEST_ROUTE_NAME, user_id=f"compose-{secrets.token_hex(4)}")
     response = httpx.post(
         f"{stack.agent_url}{path}", json={"readings": [reading()]}, headers=headers, timeout=10

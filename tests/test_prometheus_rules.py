@@ -18,6 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from neuros.auth.authenticator import AuthError
+from neuros.auth.tokens import Scope
+from neuros.metrics import AuthFailure
 from tests.tooling import REPO_ROOT, tool
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
@@ -296,3 +299,21 @@ def test_agent_memory_alert_fires_before_the_container_limit() -> None:
     assert limit is not None, env["NEUROS_MEMORY_LIMIT"]
     limit_mib = int(limit.group(1)) * (1024 if limit.group(2) == "g" else 1)
     assert int(threshold.group(1)) <= 0.85 * limit_mib
+
+
+_REASON_REGEX = re.compile(r'reason=~"([^"]+)"')
+
+
+def test_auth_failure_rule_counts_exactly_the_401_reasons() -> None:
+    """The recording rule behind NeurosAuthFailuresHigh counts the reasons the agent
+    answers with 401 (no valid token), not the 403 ones (a valid token refused)."""
+    unauthenticated = {
+        reason.value
+        for reason in AuthFailure
+        if AuthError(reason, Scope.ANALYZE, None).unauthenticated
+    }
+    records = {rule["record"]: rule for _, rule in all_rules() if "record" in rule}
+    expr = records["job:neuros_auth_failures_unauthenticated:rate5m"]["expr"]
+    found = _REASON_REGEX.findall(expr)
+    assert len(found) == 1, expr
+    assert set(found[0].split("|")) == unauthenticated

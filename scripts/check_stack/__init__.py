@@ -31,10 +31,12 @@ from __future__ import annotations
 
 from .compose import (
     LOCAL_HOSTS,
+    METRICS_PORT_VARIABLE,
     OTLP_ENDPOINT_VARIABLES,
     Endpoint,
     Service,
     agent_jobs,
+    check_agent_metrics_port,
     check_endpoint,
     check_listeners,
     interpolate,
@@ -105,6 +107,7 @@ __all__ = [
     "DATASOURCES_DIR",
     "EXPECTED_EMPTY_FILE",
     "LOCAL_HOSTS",
+    "METRICS_PORT_VARIABLE",
     "OTEL_CONFIG",
     "OTLP_ENDPOINT_VARIABLES",
     "PROMETHEUS_CONFIG",
@@ -131,6 +134,7 @@ __all__ = [
     "agent_jobs",
     "agent_metric_names",
     "check",
+    "check_agent_metrics_port",
     "check_datasource_refs",
     "check_endpoint",
     "check_expectations_match",

@@ -27,6 +27,9 @@ from .report import Report
 # Hosts that never name a compose service: a component talking to itself.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "0.0.0.0", "::", "::1"})  # noqa: S104
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# Set on the agent, /metrics is served on this port only, not on its API port
+# (neuros/config.py, Settings.metrics_port).
+METRICS_PORT_VARIABLE = "NEUROS_METRICS_PORT"
 
 
 _COMPOSE_VARIABLE = re.compile(r"\$\{\w+(?::?(?P<op>[-?+])(?P<word>[^}]*))?\}|\$\w+")
@@ -52,7 +55,8 @@ _OTEL_VARIABLE = re.compile(r"\$\{(?:env:)?\w+(?::-([^}]*))?\}")
 class Service:
     name: str
     built: bool  # built from this repository: the agent
-    ports: frozenset[int]
+    ports: frozenset[int]  # container ports: exposed and published
+    published: frozenset[int]  # container ports published on the host
     host_network: bool
     environment: dict[str, str]
     mounts: tuple[Path, ...]  # bind-mounted host paths, absolute
@@ -101,12 +105,14 @@ def load_compose(repo: Path, report: Report) -> dict[str, Service]:
     for name, spec in as_dict(document.get("services")).items():
         spec = as_dict(spec)
         ports: set[int] = set()
+        published: set[int] = set()
         for entry in as_list(spec.get("expose")):
             ports |= _expose_ports(entry)
         for entry in as_list(spec.get("ports")):
             port = _container_port(entry)
             if port is not None:
-                ports.add(port)
+                published.add(port)
+        ports |= published
         environment = spec.get("environment")
         if isinstance(environment, list):
             environment = dict(str(e).partition("=")[::2] for e in environment)
@@ -114,6 +120,7 @@ def load_compose(repo: Path, report: Report) -> dict[str, Service]:
             name=str(name),
             built="build" in spec,
             ports=frozenset(ports),
+            published=frozenset(published),
             host_network=spec.get("network_mode") == "host",
             environment={str(k): interpolate(str(v)) for k, v in as_dict(environment).items()},
             mounts=tuple(_bind_mounts(repo, as_list(spec.get("volumes")))),
@@ -201,6 +208,39 @@ def agent_jobs(config: Mapping[str, Any], hosts: Mapping[str, Service]) -> froze
         if services and all(s is not None and s.built for s in services):
             jobs.add(str(job.get("job_name")))
     return frozenset(jobs)
+
+
+def check_agent_metrics_port(
+    config: Mapping[str, Any], hosts: Mapping[str, Service], report: Report
+) -> None:
+    """An agent with METRICS_PORT_VARIABLE serves /metrics there only: that port is
+    exposed, never published, and every scrape target on the agent names it."""
+    for service in {id(s): s for s in hosts.values()}.values():
+        value = service.environment.get(METRICS_PORT_VARIABLE)
+        if not service.built or value is None:
+            continue
+        where = f"service {service.name!r} {METRICS_PORT_VARIABLE}={value}"
+        if not value.isdigit():
+            report.add(COMPOSE_FILE, f"{where} is not a port number")
+            continue
+        port = int(value)
+        if port not in service.ports:
+            report.add(COMPOSE_FILE, f"{where} is not exposed (add it to expose:)")
+        if port in service.published:
+            report.add(COMPOSE_FILE, f"{where} is published: /metrics must stay internal")
+        names = {name for name, s in hosts.items() if s is service}
+        for job in as_list(config.get("scrape_configs")):
+            job = as_dict(job)
+            for static in as_list(job.get("static_configs")):
+                for target in as_list(as_dict(static).get("targets")):
+                    parsed = parse_endpoint(str(target))
+                    if parsed is not None and parsed[0] in names and parsed[1] != port:
+                        report.add(
+                            PROMETHEUS_CONFIG,
+                            f"scrape job {job.get('job_name')!r} target {target!r}: the agent"
+                            f" serves /metrics only on {METRICS_PORT_VARIABLE}={port}"
+                            f" ({COMPOSE_FILE})",
+                        )
 
 
 def stack_endpoints(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .compose import (
     agent_jobs,
+    check_agent_metrics_port,
     check_endpoint,
     check_listeners,
     load_compose,
@@ -74,6 +75,7 @@ def check(options: Options) -> Report:
     tempo = load_required(repo, TEMPO_CONFIG, report)
     for endpoint in stack_endpoints(prometheus_config, otel, tempo, datasources, hosts):
         check_endpoint(endpoint, hosts, report)
+    check_agent_metrics_port(prometheus_config, hosts, report)
     if otel:
         check_listeners(OTEL_CONFIG, otel_listeners(otel), repo, hosts, report)
     if tempo:
