@@ -16,6 +16,8 @@ class Context:
     base_url: str
     tc_image: str
     configuration: dict[str, Any]
+    # Bearer token of the /v1 probes (neuros.auth.admin_token); never in a report.
+    api_token: str = field(default="", repr=False)
     saved: dict[str, Any] = field(default_factory=dict)
     # Wall-clock instants (epoch seconds) named by an activity's "mark".
     marks: dict[str, float] = field(default_factory=dict)

@@ -20,23 +20,41 @@ from typing import Any
 
 from chaos.actions import run_process
 from chaos.context import Context
+from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
 
 PROMETHEUS_SERVICE = "prometheus"
 PROMETHEUS_API = "http://127.0.0.1:9090/api/v1"
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A plausible RR series (ms); only its length varies between experiments.
 _RR = (800, 810, 790, 805, 795)
+# The agent's API, which needs the bearer token; /health and /ready do not.
+API_PREFIX = "/v1/"
+# Probes that always call the API (an ``http`` probe does when its path is under it).
+API_PROBES = frozenset({"reading-write", "reading-read", "light-load"})
 
 
 class ProbeError(Exception):
     """The probe could not observe (target missing, bad answer)."""
 
 
+def needs_api_token(kind: str, args: dict[str, Any]) -> bool:
+    """Whether the probe ``kind`` with ``args`` calls the agent's API."""
+    return kind in API_PROBES or (
+        kind == "http" and str(args.get("path", "")).startswith(API_PREFIX)
+    )
+
+
 def _request(
-    url: str, method: str = "GET", body: Any = None, timeout: float = 5.0
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http only
+    request = urllib.request.Request(  # noqa: S310 - http only
+        url, data=data, method=method, headers=headers or {}
+    )
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -48,13 +66,26 @@ def _request(
         return 0, b""
 
 
+def _api(
+    ctx: Context, path: str, method: str = "GET", body: Any = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """A request to the agent's API (``path`` under /v1/), with the run's token."""
+    if not ctx.api_token:
+        raise ProbeError(f"no API token for {API_PREFIX}: set {TOKEN_VARIABLE}")
+    return _request(ctx.base_url + path, method, body, timeout, bearer(ctx.api_token))
+
+
 def http(ctx: Context, args: dict[str, Any]) -> int:
-    """Status of ``method path`` on the agent's published port; 0 when unreachable."""
-    status, _ = _request(
-        ctx.base_url + str(args["path"]),
+    """Status of ``method path`` on the agent's published port; 0 when unreachable. A
+    path under /v1/ carries the token."""
+    path, method, timeout = (
+        str(args["path"]),
         str(args.get("method", "GET")),
-        timeout=float(args.get("timeout", 3)),
+        float(args.get("timeout", 3)),
     )
+    if needs_api_token("http", args):
+        return _api(ctx, path, method, timeout=timeout)[0]
+    status, _ = _request(ctx.base_url + path, method, timeout=timeout)
     return status
 
 
@@ -76,9 +107,7 @@ def _unique_reading() -> tuple[str, str]:
 def reading_write(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """Writes one reading; remembered under ``key`` once acknowledged (201)."""
     user, at = _unique_reading()
-    status, _ = _request(
-        f"{ctx.base_url}/v1/users/{user}/readings", "POST", {"readings": [_reading(at, 5)]}
-    )
+    status, _ = _api(ctx, f"/v1/users/{user}/readings", "POST", {"readings": [_reading(at, 5)]})
     if status == 201:
         ctx.readings[str(args["key"])] = (user, at)
     return {"status": status, "acknowledged": status == 201}
@@ -91,7 +120,7 @@ def reading_read(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if key not in ctx.readings:
         raise ProbeError(f"no acknowledged reading under {key!r} to read back")
     user, at = ctx.readings[key]
-    status, body = _request(f"{ctx.base_url}/v1/users/{user}/kpis")
+    status, body = _api(ctx, f"/v1/users/{user}/kpis")
     found = False
     if status == 200:
         as_of = json.loads(body).get("as_of")
@@ -217,8 +246,9 @@ def light_load(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             break
         user, at = _unique_reading()
         begin = time.perf_counter()
-        status, _ = _request(
-            f"{ctx.base_url}/v1/users/{user}/readings",
+        status, _ = _api(
+            ctx,
+            f"/v1/users/{user}/readings",
             "POST",
             {"readings": [_reading(at, rr_count)]},
             timeout=10,

@@ -35,6 +35,9 @@ Options:
 Environment:
   CI                     'true': no --yes needed
   NEUROS_PUBLISHED_PORT  the agent's published port (as in .env)
+  NEUROS_API_TOKEN       API token of the probes that call /v1/ (default: the file
+                         secrets/neuros-admin-token, which scripts/setup.sh creates;
+                         not needed for --dry-run)
   CHAOS_TC_IMAGE         image with tc for the latency experiment
   CHAOS_EXPERIMENTS_DIR  read the experiments from this directory instead
   CHAOS_*                bounds of the experiments (their "configuration" sections)

@@ -34,6 +34,7 @@ from chaos.experiment import (
     substitute,
     within,
 )
+from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE, NoAdminToken, admin_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -319,7 +320,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Chaos experiments against the NEUROS compose stack (chaos/experiments/).",
         epilog="Exit status: 0 every verdict passed, 1 a verdict failed, 2 refused or "
         "usage error, 130 on SIGINT (Ctrl-C), 143 on SIGTERM (rollbacks ran). "
-        f"{EXPERIMENTS_DIR_ENV}: read the experiments from this directory instead.",
+        f"{EXPERIMENTS_DIR_ENV}: read the experiments from this directory instead. "
+        f"{TOKEN_VARIABLE}: the API token of the probes that call /v1/ (default: the file "
+        f"{ADMIN_TOKEN_FILE}, which scripts/setup.sh creates).",
     )
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
@@ -352,6 +355,20 @@ def _parser() -> argparse.ArgumentParser:
         help="the agent (default: http://127.0.0.1:${NEUROS_PUBLISHED_PORT:-8000})",
     )
     return parser
+
+
+def needs_api_token(experiment: Experiment) -> bool:
+    """Whether a probe of the experiment calls the agent's API (and so needs a token)."""
+    activities = [
+        *experiment.hypothesis.get("probes", []),
+        *experiment.activities("method"),
+        *experiment.activities("rollbacks"),
+    ]
+    return any(
+        a.get("type") == "probe"
+        and probes.needs_api_token(str(a["provider"].get("type")), a["provider"])
+        for a in activities
+    )
 
 
 def _err(message: str) -> None:
@@ -389,6 +406,14 @@ def main(argv: list[str]) -> int:
     except RefusedTarget as exc:
         _err(f"refusing: {exc}")
         return EXIT_USAGE
+    # Read before any fault: a probe without it would fail only after the damage.
+    api_token = ""
+    if not args.dry_run and any(needs_api_token(catalogue[n]) for n in args.experiments):
+        try:
+            api_token = admin_token(REPO_ROOT)
+        except NoAdminToken as exc:
+            _err(str(exc))
+            return EXIT_USAGE
     base_url = (
         args.base_url
         or os.environ.get("CHAOS_BASE_URL")
@@ -410,6 +435,7 @@ def main(argv: list[str]) -> int:
             base_url=base_url,
             tc_image=os.environ.get("CHAOS_TC_IMAGE", DEFAULT_TC_IMAGE),
             configuration=experiment.configuration(),
+            api_token=api_token,
         )
         record = Run(experiment, ctx, args.dry_run).execute(args.steady_state_only)
         run["experiments"].append(record)

@@ -4,11 +4,11 @@
 # target is ready, writes one summary JSON per run, prints a short summary and, with
 # --gate, compares the run with its committed baseline (k6/perf-gate.sh).
 #
-# Exit status: 0 all passed; 2 usage error, k6 missing or target not ready; k6's own
-# code when a run fails (99 = thresholds crossed, never swallowed); 3 when every k6
-# run passed but the performance gate found a regression (or could not read its
-# input, or found the run's env not comparable with the baseline's). "all" stops
-# at the first failing scenario and returns its status.
+# Exit status: 0 all passed; 2 usage error, k6 missing, no API token or target not
+# ready; k6's own code when a run fails (99 = thresholds crossed, never swallowed); 3
+# when every k6 run passed but the performance gate found a regression (or could not
+# read its input, or found the run's env not comparable with the baseline's). "all"
+# stops at the first failing scenario and returns its status.
 
 set -euo pipefail
 
@@ -26,6 +26,11 @@ readonly PROMETHEUS_TREND_STATS="p(95),p(99),avg,max"
 # k6 reads these as its own options and then silently replaces the script's
 # scenarios with a constant-VU run, even when passed with -e.
 readonly K6_SHORTCUT_OPTIONS=(K6_DURATION K6_VUS K6_ITERATIONS K6_STAGES)
+# The API token: this variable, else this file under the repository root (the names of
+# neuros/auth/admin_token.py, cross-checked by tests/test_k6_runner.py). k6 gets it in
+# its environment, never as -e NAME=value, which any user could read in `ps`.
+readonly TOKEN_VARIABLE="NEUROS_API_TOKEN"
+readonly ADMIN_TOKEN_FILE="secrets/neuros-admin-token"
 
 BASE_URL="${BASE_URL:-http://localhost:8000}"
 SCENARIO_DIR="${K6_SCENARIO_DIR:-${REPO_ROOT}/k6/scenarios}"
@@ -47,6 +52,8 @@ Runs one k6 scenario (default: smoke) or all of them in the order
 ${SCENARIOS[*]} against \$BASE_URL (default http://localhost:8000),
 after checking \$BASE_URL/ready. "all" runs every scenario at the durations its
 environment sets (soak lasts hours unless shortened) and stops at the first failure.
+Every request carries the API token: \$${TOKEN_VARIABLE}, else the file
+${ADMIN_TOKEN_FILE} (scripts/setup.sh creates it).
 
 Options:
   --gate               after each run, compare it with k6/baselines/<scenario>.json
@@ -61,6 +68,8 @@ Options:
 
 Environment:
   BASE_URL         agent URL (default http://localhost:8000)
+  ${TOKEN_VARIABLE} API token (default: the content of ${ADMIN_TOKEN_FILE});
+                   never printed, never written to the results
   K6_BIN           k6 binary (default: .venv/bin/k6, then k6 on PATH)
   K6_RESULTS_DIR   where summaries go (default k6/results/): <scenario>-<UTC>.json,
                    the run's env as <scenario>-<UTC>.env.json, and copies of the
@@ -69,9 +78,9 @@ Environment:
   K6_BASELINE_DIR  baselines (default k6/baselines/)
   Durations and rates: see the header of each scenario script.
 
-Exit status: 0 passed; 2 usage error, k6 missing or target not ready; k6's code
-when a run fails (99: thresholds crossed); 3 performance-gate regression, or
-the run not comparable with the baseline (another env).
+Exit status: 0 passed; 2 usage error, k6 missing, no API token or target not
+ready; k6's code when a run fails (99: thresholds crossed); 3 performance-gate
+regression, or the run not comparable with the baseline (another env).
 EOF_USAGE
 }
 
@@ -117,6 +126,31 @@ reject_shortcut_options() {
       exit "${EXIT_USAGE}"
     fi
   done
+}
+
+# Exports the API token for k6 (into its environment only): $TOKEN_VARIABLE if set,
+# else the admin token file. Fails when neither holds one, unless this is a dry run.
+export_token() {
+  local token="${!TOKEN_VARIABLE:-}"
+  local file="${REPO_ROOT}/${ADMIN_TOKEN_FILE}"
+  local source="\$${TOKEN_VARIABLE}"
+  if [[ -z "${token//[[:space:]]/}" && -r "${file}" ]]; then
+    token="$(<"${file}")"
+    source="${file}"
+  fi
+  token="${token//[[:space:]]/}"
+  if [[ -z "${token}" ]]; then
+    if [[ "${DRY_RUN}" == true ]]; then
+      echo "api token: none yet (set ${TOKEN_VARIABLE} or run scripts/setup.sh for a real run)"
+      return 0
+    fi
+    err "no API token: set ${TOKEN_VARIABLE} or run scripts/setup.sh, which creates ${file}"
+    exit "${EXIT_USAGE}"
+  fi
+  export "${TOKEN_VARIABLE}=${token}"
+  if [[ "${DRY_RUN}" == true ]]; then
+    echo "api token: from ${source}, in k6's environment as ${TOKEN_VARIABLE} (not shown)"
+  fi
 }
 
 # Bounded retry: the agent may still be starting (compose up, a restart).
@@ -279,6 +313,7 @@ main() {
 
   reject_shortcut_options
   find_tools
+  export_token
   if [[ "${DRY_RUN}" != true ]]; then
     check_ready
     mkdir -p "${RESULTS_DIR}"

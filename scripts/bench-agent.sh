@@ -8,6 +8,7 @@
 #   (c) p95/p99 on a database pre-filled with years of history vs an empty one
 #   (d) users with 288 readings a day vs users with one
 #   (e) p99 at 100, 400 and 800 req/s
+#   (f) API auth on vs off (scripts/bench_noauth.py)
 #
 # The logic lives in scripts/bench_agent.py; this wrapper finds the venv and passes
 # every option through. Missing a target is reported, not an error: it fails only
@@ -21,12 +22,13 @@ readonly PYTHON="${REPO_ROOT}/.venv/bin/python"
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [--quick] [--rounds N] [--duration D] [--only a,b,c,d,e]
+Usage: $(basename "$0") [--quick] [--rounds N] [--duration D] [--only a,b,c,d,e,f]
                       [--no-cache] [--dry-run] [--help] [driver options...]
 
-Benchmarks the agent's ingest engine and prints five ratios with their targets:
+Benchmarks the agent's ingest engine and prints six ratios with their targets:
 (a) agent vs framework floor, (b) full telemetry vs off, (c) prefilled vs empty
-database latency, (d) heavy vs light user cost, (e) p99 at 100/400/800 req/s.
+database latency, (d) heavy vs light user cost, (e) p99 at 100/400/800 req/s,
+(f) API auth on vs off.
 Options are those of python -m scripts.bench_agent, passed through unchanged.
 EOF
 }

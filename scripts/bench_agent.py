@@ -1,4 +1,4 @@
-"""The ingest-engine benchmark: five ratios, measured side by side in one run.
+"""The ingest-engine benchmark: six ratios, measured side by side in one run.
 
 Run through ``scripts/bench-agent.sh`` (or ``python -m scripts.bench_agent``). Every
 configuration below runs once per round, rounds interleaved (the order reversed on
@@ -8,7 +8,8 @@ even rounds), and the medians over rounds are compared:
     ``scripts/bench_floor.py``, the same route, path parameter, body parsing and
     uvicorn options with nothing behind them (and, for transparency, its "classic"
     variant: a ``batch: ReadingsBatch`` body parameter in a sync def). Closed loop,
-    k6/bench/ingest.js. Ratio agent req/s / floor req/s, target >= 0.6.
+    k6/bench/ingest.js. Ratio agent req/s / floor req/s, target >= 0.6. The agent
+    checks each request's token; the floor, the bare framework, ignores it.
 (b) full telemetry vs telemetry off: metrics on, every trace exported over OTLP/HTTP
     to ``python -m scripts.otlp_sink``, /metrics scraped every second; against
     NEUROS_METRICS_ENABLED=false OTEL_SDK_DISABLED=true. Closed loop, ingest.js.
@@ -23,6 +24,15 @@ even rounds), and the medians over rounds are compared:
     target <= 1.2; the p95 ratio is printed too.
 (e) p99 of ingests at constant arrival rates of 100, 400 and 800 req/s, production
     defaults (full telemetry). Target: 400 req/s holds (p99 < 300 ms, < 1 % dropped).
+(f) API auth on vs off: the agent as deployed (every request's bearer token hashed,
+    looked up and checked) against the same agent started by ``scripts/bench_noauth.py``,
+    which overrides the routes' auth dependency (no user can turn auth off). Closed
+    loop, ingest.js, telemetry off in both, so that auth's cost is the largest share it
+    can be. Ratio auth req/s / no-auth req/s, target >= 0.95; p95 and p99 ratios too.
+
+Every agent reads a tokens file made for the run (NEUROS_API_TOKENS_FILE in a
+temporary folder); k6 and the seeding client send its token, which k6 gets in its
+environment (NEUROS_API_TOKEN), never on its command line.
 
 Missing a target is reported, never an error. The exit status is non-zero only when
 something could not be measured: a server that does not start, a failed request or
@@ -61,6 +71,10 @@ from typing import Any, Literal, TextIO
 
 import httpx
 
+from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
+from neuros.auth.tokens import ALL_USERS, Scope
+from neuros.auth.tokens_file import TokensFile
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 K6_DIR = REPO_ROOT / "k6" / "bench"
 RESULTS_ROOT = REPO_ROOT / "k6" / "results"
@@ -68,7 +82,7 @@ CACHE_DIR = RESULTS_ROOT / "bench-cache"
 STORE_SOURCE = REPO_ROOT / "neuros" / "store.py"
 PROG = "bench-agent"
 
-PARTS = ("a", "b", "c", "d", "e")
+PARTS = ("a", "b", "c", "d", "e", "f")
 E_RATES = (100, 400, 800)
 E_TARGET_RATE = 400
 P99_LIMIT_MS = 300.0
@@ -135,7 +149,13 @@ TARGETS: dict[str, Target] = {
     "b": Target(">=", 0.90),
     "c": Target("<=", 1.2),
     "d": Target("<=", 1.2),
+    "f": Target(">=", 0.95),
 }
+# The bench's own token: every scope, every user.
+TOKEN_NAME = "bench"  # noqa: S105 - a name, not a secret
+TOKENS_FILE_NAME = "tokens.yml"
+# A GET of this user's KPIs without a token tells auth on (401) from off (404).
+AUTH_PROBE_PATH = "/v1/users/bench-auth-probe/kpis"
 
 
 def verdict(met: bool) -> str:
@@ -255,6 +275,21 @@ def evaluate(
             "target": f"{E_TARGET_RATE} req/s holds (p99 < {P99_LIMIT_MS:g} ms)",
             "met": held.get(E_TARGET_RATE, False),
         }
+    if "f" in parts:
+        value = ratio(g("f-auth", "rps"), g("f-noauth", "rps"))
+        cpu_auth, cpu_noauth = (
+            g("f-auth", "cpu_us_per_request"),
+            g("f-noauth", "cpu_us_per_request"),
+        )
+        results["f"] = {
+            "ratio": value,
+            "p95_ratio": ratio(g("f-auth", "p95_ms"), g("f-noauth", "p95_ms")),
+            "p99_ratio": ratio(g("f-auth", "p99_ms"), g("f-noauth", "p99_ms")),
+            "cpu_us_per_request_auth": cpu_auth,
+            "cpu_us_per_request_noauth": cpu_noauth,
+            "target": str(TARGETS["f"]),
+            "met": TARGETS["f"].met(value),
+        }
     return results
 
 
@@ -345,6 +380,18 @@ def format_report(
             f"    target {r['target']}: {verdict(r['met'])}",
             "",
         ]
+    if "f" in results:
+        r = results["f"]
+        lines += [
+            f"(f) API auth on vs off, closed loop, {facts['vus']} VUs, telemetry off",
+            row("auth on (as deployed)", "f-auth"),
+            row("auth off (bench_noauth)", "f-noauth"),
+            f"    ratio auth/no-auth: {_num(r['ratio'])}   target {r['target']}: "
+            f"{verdict(r['met'])}",
+            f"    ratio p95 auth/no-auth: {_num(r['p95_ratio'])}   "
+            f"p99: {_num(r['p99_ratio'])}   (no target)",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -402,7 +449,7 @@ class DbSpec:
     fill_mb: int = 0
 
 
-Server = Literal["agent-full", "agent-off", "floor", "floor-classic"]
+Server = Literal["agent-full", "agent-off", "agent-noauth", "floor", "floor-classic"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,6 +581,13 @@ def run_specs(opts: Options) -> list[RunSpec]:
                     max_vus=max_vus,
                 )
             )
+    if "f" in opts.parts:
+        pair: tuple[tuple[str, Server], ...] = (
+            ("f-auth", "agent-off"),
+            ("f-noauth", "agent-noauth"),
+        )
+        for config, server in pair:
+            specs.append(RunSpec(config, "f", server, "ingest.js", closed, closed, opts.duration))
     return specs
 
 
@@ -826,6 +880,18 @@ class Bench:
         self.db_files: dict[str, Path] = {}
         self.runs: list[dict[str, Any]] = []
         self._rr = _rr_series()
+        # Every agent of the run reads this file; make_token() writes it.
+        self.tokens_file = work / TOKENS_FILE_NAME
+        self.token = ""
+
+    def make_token(self) -> None:
+        """The run's token, every scope and user, in a tokens file of its own."""
+        self.token = TokensFile(self.tokens_file).add(TOKEN_NAME, tuple(Scope), (ALL_USERS,))
+
+    def k6_env(self) -> dict[str, str]:
+        """k6's environment: ours and the token (k6 reads its __ENV from it, and the
+        environment of a process is not in `ps` as its arguments are)."""
+        return {**os.environ, TOKEN_VARIABLE: self.token}
 
     # -- servers
 
@@ -840,6 +906,7 @@ class Bench:
         if server.startswith("floor"):
             return env
         env["NEUROS_DB_PATH"] = str(db_path)
+        env["NEUROS_API_TOKENS_FILE"] = str(self.tokens_file)
         if server == "agent-full":
             env |= {
                 "NEUROS_METRICS_ENABLED": "true",
@@ -853,7 +920,12 @@ class Bench:
         return env
 
     def server_cmd(self, server: str) -> list[str]:
-        module = ["-m", "neuros"] if server.startswith("agent") else ["-m", "scripts.bench_floor"]
+        if server == "agent-noauth":
+            module = ["-m", "scripts.bench_noauth"]
+        elif server.startswith("agent"):
+            module = ["-m", "neuros"]
+        else:
+            module = ["-m", "scripts.bench_floor"]
         cmd = [self.python, *module, *(["--classic"] if server == "floor-classic" else [])]
         return ["taskset", "-c", "0", *cmd] if self.pin else cmd
 
@@ -881,7 +953,20 @@ class Bench:
             wait_for_http(f"{self.base_url}/health", proc, log_path)
         except BenchError as exc:
             raise BenchError(f"{server} did not start: {exc}") from None
+        if server.startswith("agent"):
+            self.check_auth(server)
         return proc
+
+    def check_auth(self, server: str) -> None:
+        """Auth is on (a request without a token is a 401) in every agent but the
+        no-auth one (where it is not): else (f) would compare a thing with itself."""
+        status = httpx.get(f"{self.base_url}{AUTH_PROBE_PATH}", timeout=5.0).status_code
+        refused = status == httpx.codes.UNAUTHORIZED
+        if refused == (server == "agent-noauth"):
+            raise BenchError(
+                f"{server}: a request without a token answered {status}: auth is "
+                + ("still on" if refused else "off")
+            )
 
     # -- k6
 
@@ -892,7 +977,7 @@ class Bench:
         return [*cmd, str(K6_DIR / script)]
 
     def run_k6(self, label: str, cmd: Sequence[str], log_path: Path, summary: Path) -> K6Summary:
-        proc = self.procs.start(cmd, log_path)
+        proc = self.procs.start(cmd, log_path, self.k6_env())
         status = proc.wait()
         self.procs.stop(proc)
         if not summary.is_file():
@@ -1000,7 +1085,9 @@ class Bench:
         last_log = time.monotonic()
         limits = httpx.Limits(max_connections=2)
         with (
-            httpx.Client(base_url=self.base_url, timeout=300.0, limits=limits) as client,
+            httpx.Client(
+                base_url=self.base_url, timeout=300.0, limits=limits, headers=bearer(self.token)
+            ) as client,
             ThreadPoolExecutor(2) as pool,
         ):
 
@@ -1262,6 +1349,14 @@ def write_chart(
                 ["288/day", "1/day"],
                 f"(d) cost heavy/light {verdict_of('d', r['cost_ratio'])}",
             )
+        elif part == "f":
+            bars(
+                ax,
+                ["auth on", "auth off"],
+                [g("f-auth", "rps"), g("f-noauth", "rps")],
+                f"(f) auth/no-auth {verdict_of('f', r['ratio'])}",
+                "req/s",
+            )
         else:
             points = [(p["rate"], p["p99_ms"]) for p in r["rates"] if p["p99_ms"] is not None]
             ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label="p99")
@@ -1321,12 +1416,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
-    parser.add_argument("--duration", help="measured time of closed-loop runs, a-b-d (15s)")
+    parser.add_argument("--duration", help="measured time of closed-loop runs, a-b-d-f (15s)")
     parser.add_argument("--rate-duration", help="measured time of arrival-rate runs, c-e (20s)")
     parser.add_argument("--warmup", help="warm-up before each measured run (3s)")
     parser.add_argument("--vus", type=int, help="closed-loop virtual users (16)")
     parser.add_argument("--port", type=int, help="server port on 127.0.0.1 (8000)")
-    parser.add_argument("--only", help="comma-separated subset of a,b,c,d,e (default: all)")
+    parser.add_argument(
+        "--only", help=f"comma-separated subset of {','.join(PARTS)} (default: all)"
+    )
     parser.add_argument("--prefill-mb", type=int, help="size of (c)'s prefilled database (500)")
     parser.add_argument("--latency-rate", type=int, help="(c)'s arrival rate, req/s (200)")
     parser.add_argument("--profile-users", type=int, help="(d)'s users per profile, K (8)")
@@ -1399,6 +1496,10 @@ def print_plan(opts: Options, bench: Bench) -> None:
     )
     print(f"results: {results}/report.json, report.txt, report.png")
     print(
+        f"API token: a new one in {bench.tokens_file} (NEUROS_API_TOKENS_FILE of every agent),"
+        f" sent by k6 (from its environment, {TOKEN_VARIABLE}) and by the seeding client"
+    )
+    print(
         f"CPU pinning: {'agent/floor on CPU 0, the rest on CPU 1' if bench.pin else 'none'}"
         f" (nproc: {os.cpu_count()})"
     )
@@ -1411,7 +1512,7 @@ def print_plan(opts: Options, bench: Bench) -> None:
         )
         fill = f", then older history until {db_spec.fill_mb} MB" if db_spec.fill_mb else ""
         print(f"database {db_spec.name}: {what}{fill}: {state} {path.relative_to(REPO_ROOT)}")
-    db = Path("/tmp/neuros-bench.XXXX/RUN/neuros.db")  # noqa: S108 - display only
+    db = bench.work / "RUN" / "neuros.db"
     for spec in specs:
         print(
             f"\n# ({','.join(spec.part)}) {spec.config}: {spec.server}"
@@ -1438,6 +1539,9 @@ def print_plan(opts: Options, bench: Bench) -> None:
         )
         if spec.server == "agent-full":
             print(f"then, every second: GET {bench.base_url}/metrics")
+        if spec.server.startswith("agent"):
+            auth = "off" if spec.server == "agent-noauth" else "on"
+            print(f"then: GET {bench.base_url}{AUTH_PROBE_PATH} without a token (auth {auth})")
         warm = {**spec.warmup_env, "DURATION": opts.warmup, "SEQ_OFFSET": "0"}
         print("would run: " + shlex.join(bench.k6_cmd(spec.script, warm, Path("warmup.json"))))
         offset = "AFTER_WARMUP" if spec.measure_offset is None else str(spec.measure_offset)
@@ -1451,6 +1555,7 @@ def print_plan(opts: Options, bench: Bench) -> None:
         + "; ".join(
             [f"({p}) {TARGETS[p]}" for p in ("a", "b", "c", "d")]
             + [f"(e) {E_TARGET_RATE} req/s holds p99 < {P99_LIMIT_MS:g} ms"]
+            + [f"(f) {TARGETS['f']}"]
         )
     )
     print("dry run: nothing was started")
@@ -1487,7 +1592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = RESULTS_ROOT / f"bench-{stamp}"
     pin = _can_pin()
     if opts.dry_run:
-        print_plan(opts, Bench(opts, results, Path(tempfile.gettempdir()), pin))
+        # Display only: nothing is created there.
+        plan_work = Path(tempfile.gettempdir()) / "neuros-bench.XXXX"
+        print_plan(opts, Bench(opts, results, plan_work, pin))
         return 0
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not has_matplotlib:
@@ -1497,6 +1604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = Bench(opts, results, Path(work), pin)
         try:
             check_prerequisites(bench)
+            bench.make_token()
             results.mkdir(parents=True)
             if pin:
                 os.sched_setaffinity(0, {1})

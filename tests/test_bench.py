@@ -1,24 +1,29 @@
 """The ingest-engine benchmark (scripts/bench-agent.sh, scripts/bench_agent.py): its
-command line, its report maths on hand-made numbers and its floor app. No benchmark
-runs here and nothing is timed."""
+command line, its report maths on hand-made numbers, its floor app and its no-auth
+agent; and the shape of the token-timing benchmark's output (scripts/bench_auth.py).
+Nothing is timed here: no assertion depends on a measured time."""
 
 from __future__ import annotations
 
 import json
 import math
 import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.schemas import IngestResult, ReadingsBatch
 from scripts import bench_agent as bench
-from scripts import bench_floor
+from scripts import bench_auth, bench_floor, bench_noauth
+from tests.conftest import InProcess
 from tests.tooling import REPO_ROOT
 
 WRAPPER = REPO_ROOT / "scripts" / "bench-agent.sh"
-PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)")
+PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)")
 
 
 def run_wrapper(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,9 +55,11 @@ def test_dry_run_plans_every_part_and_starts_nothing() -> None:
     out = result.stdout
     for part in PARTS:
         assert part in out, part
-    for config in ("agent-full", "agent-off", "floor-classic", "c-prefilled", "d-light", "e-800"):
+    configs = ("agent-full", "agent-off", "floor-classic", "c-prefilled", "d-light", "e-800")
+    for config in (*configs, "f-auth", "f-noauth"):
         assert f" {config}:" in out, config
     assert "-m scripts.bench_floor --classic" in out
+    assert "-m scripts.bench_noauth" in out
     assert "taskset -c 0" in out or "CPU pinning: none" in out
     assert out.rstrip().endswith("dry run: nothing was started")
     assert _bench_dirs() == before
@@ -143,6 +150,8 @@ HAND_MADE: dict[str, dict[str, float]] = {
     "e-100": {"p99_ms": 20.0, "dropped_iterations": 0, "iterations": 2000},
     "e-400": {"p99_ms": 250.0, "dropped_iterations": 0, "iterations": 8000},
     "e-800": {"p99_ms": 4000.0, "dropped_iterations": 3000, "iterations": 13000},
+    "f-auth": {"rps": 388.0, "p95_ms": 42.0, "p99_ms": 60.0, "cpu_us_per_request": 2250.0},
+    "f-noauth": {"rps": 400.0, "p95_ms": 40.0, "p99_ms": 50.0, "cpu_us_per_request": 2200.0},
 }
 
 
@@ -169,6 +178,11 @@ def test_evaluate_computes_every_ratio_and_verdict() -> None:
     assert [p["holds"] for p in results["e"]["rates"]] == [True, True, False]
     assert results["e"]["highest_holding_rate"] == 400
     assert results["e"]["met"] is True
+    assert results["f"]["ratio"] == pytest.approx(0.97)
+    assert results["f"]["p95_ratio"] == pytest.approx(1.05)
+    assert results["f"]["p99_ratio"] == pytest.approx(1.2)
+    assert results["f"]["met"] is True
+    assert bench.evaluate({**HAND_MADE, "f-auth": {"rps": 379.0}}, ("f",))["f"]["met"] is False
 
 
 def test_evaluate_reports_a_missing_measurement_as_not_met() -> None:
@@ -193,6 +207,8 @@ def test_report_prints_each_ratio_with_its_target_and_verdict() -> None:
     assert "ratio cost heavy/light: 1.100   target <= 1.2: met" in text
     assert "highest rate holding p99 < 300 ms: 400 req/s" in text
     assert "prefilled (512 MB)" in text
+    assert "ratio auth/no-auth: 0.970   target >= 0.95: met" in text
+    assert "ratio p95 auth/no-auth: 1.050   p99: 1.200" in text
     # The JSON report is strict JSON: NaN becomes null.
     assert json.loads(json.dumps(bench._jsonable({"x": [math.nan, 1.0]}))) == {"x": [None, 1.0]}
 
@@ -278,3 +294,118 @@ def test_floor_answers_like_the_agent_without_storing(app: object) -> None:
     assert IngestResult.model_validate_json(created.content).accepted == 3
     assert bad_user.status_code == 422
     assert bad_body.status_code == 422
+
+
+# --- API auth: the bench's token, and the agent without auth for (f) ---------------------
+
+
+def test_agents_read_the_runs_tokens_file_and_k6_gets_the_token_in_its_env(
+    tmp_path: Path,
+) -> None:
+    opts = bench.parse_args(["--only", "f"])
+    b = bench.Bench(opts, tmp_path / "results", tmp_path, pin=False)
+    b.make_token()
+    db = tmp_path / "neuros.db"
+    for server in ("agent-full", "agent-off", "agent-noauth"):
+        assert b.server_env(server, db, "")["NEUROS_API_TOKENS_FILE"] == str(b.tokens_file)
+    assert "NEUROS_API_TOKENS_FILE" not in b.server_env("floor", db, "")
+    assert b.server_cmd("agent-noauth")[-2:] == ["-m", "scripts.bench_noauth"]
+    assert b.server_cmd("agent-off")[-2:] == ["-m", "neuros"]
+    assert b.token.startswith("nrs_")
+    assert b.token not in b.tokens_file.read_text()
+    assert b.k6_env()[TOKEN_VARIABLE] == b.token
+    assert b.token not in " ".join(b.k6_cmd("ingest.js", {"VUS": "1"}, tmp_path / "s.json"))
+    assert [(s.config, s.server) for s in bench.run_specs(opts)] == [
+        ("f-auth", "agent-off"),
+        ("f-noauth", "agent-noauth"),
+    ]
+
+
+def test_noauth_agent_serves_without_a_token_and_is_otherwise_the_agent(
+    app: InProcess,
+) -> None:
+    """The same app, its auth dependency overridden: a request without a token gets what
+    the authenticated one gets."""
+    body = bench.batch_body(bench._rr_series(), bench.history_cohort(), user=0, ks=range(2))
+    route = "/v1/users/noauth-1/readings"
+    refused = app.client.post(route, content=body, headers={"Authorization": ""})
+    assert refused.status_code == 401
+    assert len(bench_noauth.authorize_callables(app.client.app)) == 3  # type: ignore[arg-type]
+    bench_noauth.without_auth(app.client.app)  # type: ignore[arg-type]
+    created = app.client.post(route, content=body, headers={"Authorization": ""})
+    assert created.status_code == 201, created.text
+    assert IngestResult.model_validate_json(created.content).accepted == 2
+    assert app.client.get("/v1/users/noauth-1/kpis", headers={"Authorization": ""}).is_success
+    assert app.client.get("/v1/users/nobody/kpis", headers={"Authorization": ""}).status_code == 404
+
+
+def test_noauth_refuses_an_app_without_the_auth_dependency() -> None:
+    """If the wiring changes, (f) must fail rather than compare auth with itself."""
+    with pytest.raises(RuntimeError, match="no authorize dependency"):
+        bench_noauth.without_auth(bench_floor.app)
+
+
+# --- the token-timing benchmark (scripts/bench_auth.py): its output, not its timings ----
+
+
+def _bench_auth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.bench_auth", "--quick", "--sizes", "1,50", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def test_bench_auth_json_has_every_case_pair_and_verdict() -> None:
+    result = _bench_auth("--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["rounds"] == bench_auth.QUICK_ROUNDS
+    assert data["iterations"] == bench_auth.QUICK_ITERATIONS
+    lengths = data["token_lengths"]
+    assert lengths["wrong"] == lengths["right"] == lengths["near"]
+    assert (lengths["short"], lengths["long"]) == (
+        bench_auth.SHORT_LENGTH,
+        bench_auth.LONG_LENGTH,
+    )
+    assert set(data["sizes"]) == {"1", "50"}
+    for by_target in data["sizes"].values():
+        assert set(by_target) == set(bench_auth.TARGETS)
+        for result_ in by_target.values():
+            assert set(result_["median_ns"]) == set(bench_auth.CASES)
+            assert all(ns > 0 for ns in result_["median_ns"].values())
+            assert set(result_["controls"]) == {"right2/right", "wrong2/wrong"}
+            pairs = {p["pair"]: p for p in result_["pairs"]}
+            assert set(pairs) == {"wrong/right", "near/wrong", "short/wrong", "long/wrong"}
+            for pair in pairs.values():
+                assert pair["noise"] >= result_["noise"] >= 0
+                assert pair["same_within_noise"] == (abs(pair["ratio"] - 1) <= pair["noise"])
+                expected = "same within noise" if pair["same_within_noise"] else "differs ("
+                assert pair["verdict"].startswith(expected)
+
+
+def test_bench_auth_text_names_each_pair_with_a_verdict() -> None:
+    result = _bench_auth()
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("TokenSet.authenticate, ") == 2
+    assert out.count("Authenticator.check, ") == 2
+    for pair in ("wrong/right", "near/wrong", "short/wrong", "long/wrong"):
+        rows = [line for line in out.splitlines() if line.strip().startswith(pair)]
+        assert len(rows) == 4, pair
+        assert all("same within noise" in r or "differs (" in r for r in rows), rows
+
+
+def test_bench_auth_analysis_on_hand_made_samples() -> None:
+    flat = [100.0, 101.0, 99.0, 100.0]
+    samples = {case: list(flat) for case in bench_auth.CASES}
+    samples["long"] = [130.0, 131.0, 129.0, 130.0]
+    result = bench_auth.analyse(samples)
+    pairs = {p["pair"]: p for p in result["pairs"]}
+    assert result["noise"] == pytest.approx(0.0)
+    assert pairs["short/wrong"]["verdict"] == "same within noise"
+    assert pairs["long/wrong"]["ratio"] == pytest.approx(1.3)
+    assert pairs["long/wrong"]["verdict"] == "differs (+30.0%)"

@@ -19,22 +19,25 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
 
-from chaos import actions, probes
+from chaos import actions, probes, runner
 from chaos.context import Context
 from chaos.docker import PROJECT_LABEL, SERVICE_LABEL, Project, RefusedTarget
 from chaos.experiment import available, references, within
 from chaos.runner import EXPERIMENTS_DIR_ENV
+from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
 from neuros.schemas import Reading
 from tests.compose_model import COMPOSE_FILE, compose_service
 from tests.conftest import wait_until
@@ -94,6 +97,9 @@ def test_help_documents_every_option() -> None:
     assert EXPERIMENTS_DIR_ENV in result.stdout
     # --steady-state-only is not read-only: its load probes write synthetic readings.
     assert "synthetic chaos-<random>" in result.stdout
+    # Where the API probes' token comes from, named as neuros/auth/admin_token.py does.
+    assert TOKEN_VARIABLE in result.stdout
+    assert ADMIN_TOKEN_FILE in result.stdout
 
 
 def test_list_prints_one_experiment_per_line_name_first() -> None:
@@ -264,6 +270,93 @@ def test_latency_rr_count_is_within_the_agents_schema() -> None:
     Reading.model_validate(probes._reading(at, rr_count))
     with pytest.raises(ValueError, match="rr_intervals_ms"):
         Reading.model_validate(probes._reading(at, rr_count + 1))
+
+
+# --- the API token -------------------------------------------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers like the agent would for a token it accepts; records each request's path
+    and Authorization header."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def _answer(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        status, body = (201, b"{}") if self.command == "POST" else (200, b'{"as_of": null}')
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_probes_send_the_token_to_the_api_only(
+    recorder: tuple[str, list[tuple[str, str | None]]],
+) -> None:
+    url, seen = recorder
+    token = "nrs_chaos-test"  # noqa: S105 - a test value
+    ctx = Context(Project("neuros"), url, "none", {}, api_token=token)
+    assert probes.http(ctx, {"path": "/ready"}) == 200
+    assert probes.reading_write(ctx, {"key": "k"})["acknowledged"] is True
+    probes.reading_read(ctx, {"key": "k"})
+    load = probes.light_load(ctx, {"requests": 2, "rate_per_s": 100})
+    assert load["failures"] == 0
+    assert probes.http(ctx, {"path": "/v1/users/someone/kpis"}) == 200
+    assert seen[0] == ("/ready", None)
+    assert len(seen) == 6
+    assert all(header == f"Bearer {token}" for _, header in seen[1:]), seen
+    assert token not in repr(ctx)
+    # Without a token the API probes cannot observe, and say why.
+    bare = Context(Project("neuros"), url, "none", {})
+    with pytest.raises(probes.ProbeError, match=TOKEN_VARIABLE):
+        probes.reading_write(bare, {"key": "k"})
+    assert len(seen) == 6
+
+
+def test_experiments_that_call_the_api_need_a_token() -> None:
+    needing = {name for name, e in EXPERIMENTS.items() if runner.needs_api_token(e)}
+    # Each of these writes or loads through /v1/.
+    assert needing == set(EXPERIMENTS), needing
+
+
+def test_run_without_a_token_is_refused_before_any_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A repository root without secrets/, so that only the variable could supply one.
+    monkeypatch.setattr(runner, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    monkeypatch.delenv(EXPERIMENTS_DIR_ENV, raising=False)
+    report = tmp_path / "report"
+    status = runner.main(
+        ["--project", "neuros-none", "--yes", "--report", str(report), "kill-agent"]
+    )
+    assert status == runner.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert TOKEN_VARIABLE in err
+    assert "scripts/setup.sh" in err
+    assert str(tmp_path / ADMIN_TOKEN_FILE) in err
+    assert not list(tmp_path.glob("report*")), "refused before running anything"
 
 
 # --- alerts after a restart (prometheus-down), against canned Prometheus answers -------
@@ -527,7 +620,12 @@ def alerts_named(alerts: list[dict[str, Any]], name: str) -> list[dict[str, Any]
 
 
 def _chaos_on(stack: ComposeStack, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    env = {"NEUROS_PUBLISHED_PORT": str(stack.published_port), **kwargs.pop("env", {})}
+    """The runner against the stack, with the stack's admin token for its API probes."""
+    env = {
+        "NEUROS_PUBLISHED_PORT": str(stack.published_port),
+        TOKEN_VARIABLE: stack.api_token,
+        **kwargs.pop("env", {}),
+    }
     return run_chaos("--project", stack.project, *args, env=env, **kwargs)
 
 
@@ -552,7 +650,11 @@ def test_dry_run_prints_every_action_and_changes_nothing(
     stack: ComposeStack, name: str, tmp_path: Path
 ) -> None:
     before = {service: _state(stack, service) for service in (AGENT, PROMETHEUS)}
-    result = _chaos_on(stack, "--dry-run", "--report", str(tmp_path / "dry"), name, ci=False)
+    # A dry run sends nothing and needs no token.
+    result = _chaos_on(
+        stack, "--dry-run", "--report", str(tmp_path / "dry"), name,
+        env={TOKEN_VARIABLE: ""}, ci=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     data = EXPERIMENTS[name].data
     for activity in data["method"] + data["rollbacks"]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
 from scripts import dashboards, perf_gate
 from tests.conftest import LiveAgent, wait_until
 from tests.prometheus_server import PrometheusServer, prometheus_servers
@@ -21,10 +24,13 @@ RUNNER = REPO_ROOT / "k6" / "run-load-tests.sh"
 K6 = REPO_ROOT / ".venv" / "bin" / "k6"
 EXIT_GATE = 3
 # A smoke stand-in: open model, SLO-style thresholds; STANDIN_P95_MS lowers the bar.
+# Its one request needs the token the runner exports: 404 (an unknown user) only when
+# the agent accepted it, 401 without it.
 STANDIN = """
 import http from 'k6/http';
 import { check } from 'k6';
 const BASE_URL = __ENV.BASE_URL || 'http://localhost:8000';
+const AUTH = { Authorization: `Bearer ${__ENV.NEUROS_API_TOKEN}` };
 export const options = {
   scenarios: { smoke: { executor: 'constant-arrival-rate', rate: 10, timeUnit: '1s',
     duration: __ENV.STANDIN_DURATION || '3s', preAllocatedVUs: 2, maxVUs: 4 } },
@@ -36,9 +42,15 @@ export const options = {
   },
 };
 export default function () {
-  check(http.get(`${BASE_URL}/ready`), { 'ready answers 200': (r) => r.status === 200 });
+  const res = http.get(`${BASE_URL}/v1/users/k6-runner-nobody/kpis`, {
+    headers: AUTH,
+    responseCallback: http.expectedStatuses(404),
+  });
+  check(res, { 'token accepted, user unknown: 404': (r) => r.status === 404 });
 }
 """
+# Any value: the runner must get past its token check to the step a test is about.
+DUMMY_TOKEN = "nrs_not-a-real-token"  # noqa: S105
 
 
 @pytest.fixture
@@ -63,6 +75,14 @@ def agent(live_agent: Callable[..., LiveAgent]) -> LiveAgent:
     return live_agent()
 
 
+def agent_run(
+    workdir: Path, agent: LiveAgent, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The runner against the live agent, with its token in the environment."""
+    env = {TOKEN_VARIABLE: agent.token, **env}
+    return run(workdir, *args, base_url=agent.url, runner=RUNNER, **env)
+
+
 @pytest.fixture
 def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
     with prometheus_servers(tmp_path) as start:
@@ -70,11 +90,20 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer
 
 
 def run(
-    workdir: Path, *args: str, base_url: str = "http://127.0.0.1:9", **env: str
+    workdir: Path,
+    *args: str,
+    base_url: str = "http://127.0.0.1:9",
+    runner: Path = RUNNER,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("K6_")}
+    """The runner with a clean k6 env and, unless ``env`` says otherwise, a dummy token
+    (an empty value: none at all)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("K6_") and k != TOKEN_VARIABLE}
+    env = {TOKEN_VARIABLE: DUMMY_TOKEN, **env}
+    if not env[TOKEN_VARIABLE]:
+        del env[TOKEN_VARIABLE]
     return subprocess.run(
-        [str(RUNNER), *args],
+        [str(runner), *args],
         env={
             **clean,
             "BASE_URL": base_url,
@@ -137,6 +166,84 @@ def test_unready_target_runs_no_k6(workdir: Path) -> None:
     assert not marker.exists()
 
 
+def _shell_constant(script: Path, name: str) -> str:
+    match = re.search(rf'^readonly {name}="([^"$]+)"$', script.read_text(), re.MULTILINE)
+    assert match, f"{script}: no readonly {name}"
+    return match.group(1)
+
+
+def _js_constant(script: Path, name: str) -> str:
+    match = re.search(rf"^(?:export )?const {name} = '([^']+)';$", script.read_text(), re.M)
+    assert match, f"{script}: no const {name}"
+    return match.group(1)
+
+
+def test_token_names_are_neuros_auths() -> None:
+    """The runner, the scenarios and the bench scripts name the token as the Python
+    clients do (neuros/auth/admin_token.py)."""
+    assert _shell_constant(RUNNER, "TOKEN_VARIABLE") == TOKEN_VARIABLE
+    assert _shell_constant(RUNNER, "ADMIN_TOKEN_FILE") == ADMIN_TOKEN_FILE
+    for script in ("lib/config.js", "bench/common.js"):
+        assert _js_constant(REPO_ROOT / "k6" / script, "TOKEN_VARIABLE") == TOKEN_VARIABLE
+
+
+def _runner_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """The runner in a repository of its own (so that its admin token file is ours to
+    write or leave out) and a stub k6 that records the token it got and its arguments."""
+    root = tmp_path / "repo"
+    (root / "k6").mkdir(parents=True)
+    runner = root / "k6" / RUNNER.name
+    shutil.copy2(RUNNER, runner)
+    stub = tmp_path / "k6-stub"
+    stub.write_text(
+        f'#!/bin/sh\nprintf %s "${TOKEN_VARIABLE}" > "$0.token"\necho "$@" > "$0.argv"\n'
+    )
+    stub.chmod(0o755)
+    return runner, stub
+
+
+def test_no_token_is_refused_before_anything_runs(workdir: Path, tmp_path: Path) -> None:
+    runner, stub = _runner_copy(tmp_path)
+    result = run(workdir, "smoke", runner=runner, K6_BIN=str(stub), **{TOKEN_VARIABLE: ""})
+    assert result.returncode == 2
+    assert f"no API token: set {TOKEN_VARIABLE} or run scripts/setup.sh" in result.stderr
+    assert ADMIN_TOKEN_FILE in result.stderr
+    assert not stub.with_name("k6-stub.token").exists()
+    assert not (workdir / "results").exists()
+    # A dry run needs none.
+    dry = run(
+        workdir, "smoke", "--dry-run", runner=runner, K6_BIN=str(stub), **{TOKEN_VARIABLE: ""}
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "api token: none yet" in dry.stdout
+
+
+def test_token_file_goes_to_k6s_environment_not_its_arguments(
+    workdir: Path, tmp_path: Path, agent: LiveAgent
+) -> None:
+    runner, stub = _runner_copy(tmp_path)
+    token_file = runner.parent.parent / ADMIN_TOKEN_FILE
+    token_file.parent.mkdir()
+    token_file.write_text(f"{agent.token}\n")
+    result = run(
+        workdir, "smoke", runner=runner, base_url=agent.url, K6_BIN=str(stub),
+        **{TOKEN_VARIABLE: ""},
+    )  # fmt: skip
+    # The stub writes no summary: the runner stops there, after k6 ran.
+    assert "without writing" in result.stderr, result.stdout + result.stderr
+    assert stub.with_name("k6-stub.token").read_text() == agent.token
+    assert agent.token not in stub.with_name("k6-stub.argv").read_text()
+    assert agent.token not in result.stdout + result.stderr
+    # The variable wins over the file.
+    run(workdir, "smoke", runner=runner, base_url=agent.url, K6_BIN=str(stub))
+    assert stub.with_name("k6-stub.token").read_text() == DUMMY_TOKEN
+    dry = run(
+        workdir, "smoke", "--dry-run", runner=runner, K6_BIN=str(stub), **{TOKEN_VARIABLE: ""}
+    )
+    assert f"api token: from {token_file}" in dry.stdout
+    assert agent.token not in dry.stdout
+
+
 def test_dry_run_lists_every_scenario_in_order(workdir: Path, k6_bin: Path) -> None:
     result = run(workdir, "all", "--dry-run", "--gate")
     assert result.returncode == 0, result.stderr
@@ -149,7 +256,7 @@ def test_dry_run_lists_every_scenario_in_order(workdir: Path, k6_bin: Path) -> N
 def test_passing_run_writes_summary_and_prints_its_numbers(
     workdir: Path, agent: LiveAgent, k6_bin: Path
 ) -> None:
-    result = run(workdir, "smoke", base_url=agent.url)
+    result = agent_run(workdir, agent, "smoke")
     assert result.returncode == 0, result.stdout + result.stderr
     [summary] = summaries(workdir)
     latest = workdir / "results" / "smoke-latest.json"
@@ -167,10 +274,15 @@ def test_passing_run_writes_summary_and_prints_its_numbers(
     assert (workdir / "results" / "smoke-latest.env.json").read_text() == json.dumps(
         env, indent=2
     ) + "\n"
+    # The token reached the agent (every 404 check passed: a 401 would have failed the
+    # run) and nothing the run left behind or printed holds it.
+    for path in (workdir / "results").iterdir():
+        assert agent.token not in path.read_text(errors="replace"), path
+    assert agent.token not in result.stdout + result.stderr
 
 
 def test_crossed_threshold_exits_99(workdir: Path, agent: LiveAgent, k6_bin: Path) -> None:
-    result = run(workdir, "smoke", base_url=agent.url, STANDIN_P95_MS="0.001")
+    result = agent_run(workdir, agent, "smoke", STANDIN_P95_MS="0.001")
     assert result.returncode == 99, result.stdout + result.stderr
     assert "1 crossed: http_req_duration{expected_response:true}: p(95)<0.001" in result.stdout
     assert "thresholds crossed" in result.stderr
@@ -191,7 +303,7 @@ def test_refresh_then_gate_passes_and_fails_on_doctored_or_incomparable_baseline
     baseline.write_text(json.dumps({"tolerances": tolerances}))
 
     # 1. Refresh: the baseline takes this run's numbers and env.
-    refreshed = run(workdir, "smoke", "--update-baseline", base_url=agent.url)
+    refreshed = agent_run(workdir, agent, "smoke", "--update-baseline")
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
     assert "performance gate" not in refreshed.stdout
     document = json.loads(baseline.read_text())
@@ -203,7 +315,7 @@ def test_refresh_then_gate_passes_and_fails_on_doctored_or_incomparable_baseline
     assert document["measured"]["env"] == {"BASE_URL": agent.url}
 
     # 2. A later, separate run gates against it and passes.
-    gated = run(workdir, "smoke", "--gate", base_url=agent.url)
+    gated = agent_run(workdir, agent, "smoke", "--gate")
     assert gated.returncode == 0, gated.stdout + gated.stderr
     assert "PASS" in gated.stdout
     assert len(summaries(workdir)) == 2
@@ -211,14 +323,14 @@ def test_refresh_then_gate_passes_and_fails_on_doctored_or_incomparable_baseline
 
     # 3. A baseline that claims far more throughput than the arrival rate: regression.
     baseline.write_text(json.dumps({**document, perf_gate.RATE: numbers[perf_gate.RATE] * 10}))
-    doctored = run(workdir, "smoke", "--gate", base_url=agent.url)
+    doctored = agent_run(workdir, agent, "smoke", "--gate")
     assert doctored.returncode == EXIT_GATE, doctored.stdout + doctored.stderr
     assert f"regression in {perf_gate.RATE}" in doctored.stdout
     assert "performance gate failed" in doctored.stderr
 
     # 4. A run with another env than the baseline's is refused, whatever its numbers.
     baseline.write_text(json.dumps(document))
-    other = run(workdir, "smoke", "--gate", base_url=agent.url, K6_SEED="7")
+    other = agent_run(workdir, agent, "smoke", "--gate", K6_SEED="7")
     assert other.returncode == EXIT_GATE, other.stdout + other.stderr
     assert "not comparable" in other.stderr
     assert "K6_SEED: baseline (unset), run 7" in other.stderr
@@ -232,14 +344,14 @@ def test_html_report_and_prometheus_remote_write(
 ) -> None:
     prometheus = prometheus_server({"global": {"scrape_interval": "1m"}, "scrape_configs": []})
     report = workdir / "report.html"
-    result = run(
+    result = agent_run(
         workdir,
+        agent,
         "smoke",
         "--html",
         str(report),
         "--prometheus",
         prometheus.url,
-        base_url=agent.url,
         K6_WEB_DASHBOARD_PERIOD="1s",
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from neuros.auth.admin_token import TOKEN_VARIABLE
 from scripts import k6_thresholds as kt
 from scripts.slo import load_spec
 from tests.conftest import LiveAgent
@@ -323,9 +324,11 @@ def test_smoke_passes_against_the_real_agent(
     started = time.monotonic()
     result = subprocess.run(
         [k6, "run", "--quiet", "--summary-export", str(summary_path), str(scenario("smoke"))],
+        # The token in k6's environment, as k6/run-load-tests.sh passes it.
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("K6_")},
             "BASE_URL": agent.url,
+            TOKEN_VARIABLE: agent.token,
         },
         capture_output=True,
         text=True,
@@ -359,3 +362,29 @@ def test_smoke_passes_against_the_real_agent(
     sent = {k: metrics[f"http_reqs{{kind:{k}}}"]["count"] for k in expected}
     assert sent == dict(expected)
     assert sent["invalid"] > 0
+    assert agent.token not in result.stdout + result.stderr + summary_path.read_text()
+
+
+@pytest.mark.slow
+def test_smoke_without_a_token_stops_in_setup_and_says_why(
+    k6: str, live_agent: Callable[..., LiveAgent]
+) -> None:
+    agent = live_agent()
+    result = subprocess.run(
+        [k6, "run", "--quiet", str(scenario("smoke"))],
+        env={
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith("K6_") and k != TOKEN_VARIABLE
+            },
+            "BASE_URL": agent.url,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"{TOKEN_VARIABLE} is not set" in result.stdout + result.stderr
+    assert "/v1/" not in agent.log(), "no API request was sent"

@@ -1,4 +1,5 @@
-// What the benchmark scripts share: the executor from the env, deterministic RR series.
+// What the benchmark scripts share: the executor from the env, the API token, and
+// deterministic RR series.
 //
 // Environment read here:
 //   DURATION  how long (default 20s)
@@ -8,12 +9,32 @@
 //             dropped_iterations
 //   PRE_VUS   with RATE: VUs allocated up front (default RATE / 2, at least 16)
 //   MAX_VUS   with RATE: most VUs ever running (default RATE, at least PRE_VUS)
+//   NEUROS_API_TOKEN  the API token every request carries (required); scripts/bench_agent.py
+//             puts it in k6's environment, not on its command line
 
 const DURATION = __ENV.DURATION || '20s';
 const VUS = parseInt(__ENV.VUS || '16', 10);
 const RATE = parseInt(__ENV.RATE || '0', 10);
 const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(16, Math.ceil(RATE / 2))), 10);
 const MAX_VUS = Math.max(PRE_VUS, parseInt(__ENV.MAX_VUS || String(RATE), 10));
+
+// Name: neuros/auth/admin_token.py TOKEN_VARIABLE (cross-checked by tests/test_k6_runner.py).
+const TOKEN_VARIABLE = 'NEUROS_API_TOKEN';
+const API_TOKEN = (__ENV[TOKEN_VARIABLE] || '').trim();
+
+// Headers of every request: the token, and the body's type when it has one.
+export function headers(body = true) {
+  const h = { Authorization: `Bearer ${API_TOKEN}` };
+  if (body) h['Content-Type'] = 'application/json';
+  return h;
+}
+
+// setup() of each script: without a token every request would be a 401.
+export function requireToken() {
+  if (!API_TOKEN) {
+    throw new Error(`${TOKEN_VARIABLE} is not set (scripts/bench-agent.sh sets it)`);
+  }
+}
 
 export function benchScenario() {
   return RATE > 0

@@ -1,11 +1,13 @@
 // Ingest throughput benchmark: POST /v1/users/{user_id}/readings, nothing else.
 //
-// Run by scripts/bench-agent.sh (scripts/bench_agent.py); by hand:
+// Run by scripts/bench-agent.sh (scripts/bench_agent.py); by hand, with the token in
+// the environment (export NEUROS_API_TOKEN="$(cat secrets/neuros-admin-token)"):
 //   k6 run -e BASE_URL=http://127.0.0.1:8000 -e VUS=16 -e DURATION=20s k6/bench/ingest.js
 //   k6 run -e RATE=400 -e DURATION=20s k6/bench/ingest.js      # open model
 //
 // Environment (DURATION, VUS, RATE, PRE_VUS and MAX_VUS are read by common.js):
 //   BASE_URL    agent URL (default http://127.0.0.1:8000)
+//   NEUROS_API_TOKEN  API token sent with every request (required)
 //   DURATION    how long (default 20s)
 //   VUS         closed loop: virtual users, each sending back to back (default 16)
 //   RATE        open model instead: requests started per second, whatever the
@@ -27,7 +29,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
-import { benchScenario, rrSeries as buildRrSeries } from './common.js';
+import { benchScenario, headers, requireToken, rrSeries as buildRrSeries } from './common.js';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
 const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
@@ -60,9 +62,13 @@ for (let u = 0; u < USERS; u++) {
 }
 
 const params = {
-  headers: { 'Content-Type': 'application/json' },
+  headers: headers(),
   tags: { name: 'POST /v1/users/{user_id}/readings' },
 };
+
+export function setup() {
+  requireToken();
+}
 
 export default function () {
   // Unique across VUs within the run, in both executors.

@@ -3,12 +3,13 @@
 // Run by scripts/bench-agent.sh (scripts/bench_agent.py) for (c), a database with
 // years of history against one with only the last 15 days, and (d), users with 288
 // readings a day against users with one. The driver seeds the users first; this
-// script only adds to them. By hand, after seeding:
+// script only adds to them. By hand, after seeding (and with NEUROS_API_TOKEN set):
 //   k6 run -e USER_PREFIX=hist- -e USERS=200 -e BASE_MS=1704067200000 \
 //          -e STEP_MS=86400000 -e RATE=200 -e DURATION=20s k6/bench/user_mix.js
 //
 // Environment (DURATION, VUS, RATE, PRE_VUS and MAX_VUS are read by common.js):
 //   BASE_URL     agent URL (default http://127.0.0.1:8000)
+//   NEUROS_API_TOKEN  API token sent with every request (required)
 //   DURATION     how long (default 20s)
 //   USER_PREFIX  user ids are USER_PREFIX + index on 3 digits (default bench-mix-)
 //   USERS        how many users, index 0 to USERS - 1 (default 200)
@@ -31,7 +32,7 @@
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
-import { benchScenario, rrSeries as buildRrSeries } from './common.js';
+import { benchScenario, headers, requireToken, rrSeries as buildRrSeries } from './common.js';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
 const SEQ_OFFSET = parseInt(__ENV.SEQ_OFFSET || '0', 10);
@@ -65,12 +66,18 @@ for (let u = 0; u < USERS; u++) {
   userIds.push(`${USER_PREFIX}${String(u).padStart(3, '0')}`);
 }
 
-const headers = { 'Content-Type': 'application/json' };
 const ingestParams = {
-  headers,
+  headers: headers(),
   tags: { name: 'POST /v1/users/{user_id}/readings', op: 'ingest' },
 };
-const kpisParams = { tags: { name: 'GET /v1/users/{user_id}/kpis', op: 'kpis' } };
+const kpisParams = {
+  headers: headers(false),
+  tags: { name: 'GET /v1/users/{user_id}/kpis', op: 'kpis' },
+};
+
+export function setup() {
+  requireToken();
+}
 
 export default function () {
   const n = SEQ_OFFSET + exec.scenario.iterationInTest;

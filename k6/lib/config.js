@@ -3,6 +3,23 @@ import { MIX } from './mix.js';
 
 export const BASE_URL = (__ENV.BASE_URL || 'http://localhost:8000').replace(/\/+$/, '');
 
+// The API token every /v1 request carries (variable name: neuros/auth/admin_token.py
+// TOKEN_VARIABLE, cross-checked by tests/test_k6_runner.py). k6/run-load-tests.sh exports
+// it into k6's environment, never onto its command line, where `ps` would show it.
+export const TOKEN_VARIABLE = 'NEUROS_API_TOKEN';
+export const API_TOKEN = (__ENV[TOKEN_VARIABLE] || '').trim();
+
+// Called from setup(): without a token every request would be a 401, and the run would
+// fail on its checks for a reason it never names.
+export function requireToken() {
+  if (!API_TOKEN) {
+    throw new Error(
+      `${TOKEN_VARIABLE} is not set: run through k6/run-load-tests.sh, which reads ` +
+        'secrets/neuros-admin-token (scripts/setup.sh creates it), or export it',
+    );
+  }
+}
+
 // Requests per second a production day brings (iterations/s: one request each). The
 // scenarios scale their defaults from it so that "typical" means one number.
 export const TYPICAL_RATE = 50;

@@ -4,7 +4,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import exec from 'k6/execution';
-import { BASE_URL } from './config.js';
+import { API_TOKEN, BASE_URL, requireToken } from './config.js';
 import { KINDS, MIX } from './mix.js';
 import { SEED, userIds } from './population.js';
 import { pick, pickFloat, pickInt, streamFor } from './prng.js';
@@ -18,7 +18,12 @@ export const ROUTES = Object.freeze({
 });
 
 const USERS = userIds();
-const JSON_HEADERS = { 'Content-Type': 'application/json' };
+// Every request of the mix carries the token: the invalid cases are refused for their
+// payload (422) or user (404), not for a missing credential.
+const JSON_HEADERS = Object.freeze({
+  'Content-Type': 'application/json',
+  Authorization: `Bearer ${API_TOKEN}`,
+});
 const DAY_MS = 24 * 3600 * 1000;
 const OFFSETS_MIN = [0, 60, 120, -300, -420, 330, 540, 600];
 const READINESS = ['high', 'moderate', 'low'];
@@ -260,8 +265,10 @@ export function probeInvalidCases() {
   INVALID_CASES.forEach((c) => invalid(rng, USERS[0], c));
 }
 
-// setup() of every scenario: seed the population, then probe the invalid cases.
+// setup() of every scenario: check the token, seed the population, then probe the
+// invalid cases.
 export function prepare() {
+  requireToken();
   const seeded = seedUsers();
   probeInvalidCases();
   return seeded;

@@ -4,6 +4,8 @@
 //
 // Environment:
 //   BASE_URL              agent URL (default http://localhost:8000)
+//   NEUROS_API_TOKEN      API token, sent on every request (required; run-load-tests.sh
+//                         reads it from secrets/neuros-admin-token)
 //   K6_RATE               rate at the end of the ramp, if nothing broke before
 //                         (default 20 x the typical 50)
 //   HOLD_DURATION         length of the ramp (default 30m)

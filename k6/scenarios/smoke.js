@@ -3,6 +3,8 @@
 //
 // Environment (defaults give a run under 30 s, setup included):
 //   BASE_URL              agent URL (default http://localhost:8000)
+//   NEUROS_API_TOKEN      API token, sent on every request (required; run-load-tests.sh
+//                         reads it from secrets/neuros-admin-token)
 //   K6_RATE               iterations (= requests) per second (default 5)
 //   HOLD_DURATION         how long (default 15s)
 //   K6_PRE_ALLOCATED_VUS  VUs allocated up front (default 5)

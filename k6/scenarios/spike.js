@@ -3,6 +3,8 @@
 //
 // Environment:
 //   BASE_URL              agent URL (default http://localhost:8000)
+//   NEUROS_API_TOKEN      API token, sent on every request (required; run-load-tests.sh
+//                         reads it from secrets/neuros-admin-token)
 //   K6_BASE_RATE          iterations per second before and after the spike (default 10)
 //   K6_RATE               iterations per second at the top (default 8 x the typical 50)
 //   K6_RAMP_DURATION      time to reach the top, also the time to fall back (default 30s)

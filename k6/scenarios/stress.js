@@ -3,6 +3,8 @@
 //
 // Environment:
 //   BASE_URL              agent URL (default http://localhost:8000)
+//   NEUROS_API_TOKEN      API token, sent on every request (required; run-load-tests.sh
+//                         reads it from secrets/neuros-admin-token)
 //   K6_RATE               iterations (= requests) per second at the plateau
 //                         (default 3 x the typical 50)
 //   K6_RAMP_DURATION      ramp-up time, also the ramp-down time (default 10m)
