@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from neuros.agent import Agent
 from neuros.api import health, kpis, readings
 from neuros.api import metrics as metrics_api
+from neuros.api.auth import SECURITY_SCHEMES
 from neuros.api.errors import install_error_handlers
 from neuros.auth.authenticator import Authenticator
 from neuros.auth.tokens_file import TokensFile
@@ -37,15 +38,17 @@ def _version() -> str:
         return "unknown"
 
 
-def _declare_request_bodies(app: FastAPI) -> None:
-    """Routes that validate their body from bytes declare it in ``openapi_extra``;
-    their models join the generated components here."""
+def _complete_openapi(app: FastAPI) -> None:
+    """Routes declare their body (validated from bytes) and their security requirement
+    in ``openapi_extra``; the models and the bearer scheme join the components here."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            readings.add_body_schemas(schema.setdefault("components", {}))
+            components = schema.setdefault("components", {})
+            readings.add_body_schemas(components)
+            components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -142,7 +145,7 @@ def create_app(
     if settings.metrics_port is None:
         app.include_router(metrics_api.router)
     install_error_handlers(app, metrics)
-    _declare_request_bodies(app)
+    _complete_openapi(app)
 
     # Last added runs first: server span, body limit, access log, then metrics
     # innermost, so its exemplars name the request's span.

@@ -4,45 +4,30 @@
 /v1 request authenticated) against this one, side by side, to bound what auth costs.
 There is deliberately no setting that turns auth off: this module runs
 ``neuros.__main__.main`` itself (same settings, logging, signal handling and uvicorn
-options) with ``create_app`` wrapped so that, once the app is built, the ``authorize``
-dependency of every /v1 route is overridden by one that returns an all-powerful
-principal without reading any header. Everything else, the tokens file and its
-watcher included, is the agent's.
+options) with one change: ``AuthorizedAgent``, the dependency through which every /v1
+route gets the agent, hands the agent out without checking the token. The dependency
+itself stays, so the difference measured is the check and nothing else. (Not
+``app.dependency_overrides``: with any override set, FastAPI rebuilds every dependency
+of every request from its signature, which made "auth off" 30 % slower than "on".)
 
     python -m scripts.bench_noauth     # environment as for python -m neuros
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-import neuros.__main__ as agent_main
-from neuros.api.auth import require
-from neuros.auth.tokens import Principal, Scope
-from neuros.config import Settings
-from neuros.main import create_app
-
-# Whoever calls: every scope, every user.
-NOBODY_CHECKED = Principal("bench-noauth", frozenset(Scope), True, frozenset(), None)
-# Every route's authorize() is a closure made by require(): they share one code object.
-_AUTHORIZE_CODE = require(Scope.READINGS_WRITE).dependency.__code__
+from neuros.agent import Agent
+from neuros.api.auth import AuthorizedAgent
 
 
-async def no_auth() -> Principal:
-    return NOBODY_CHECKED
-
-
-def _calls(dependants: Iterable[Dependant]) -> Iterable[Callable[..., Any]]:
-    for dependant in dependants:
-        if dependant.call is not None:
-            yield dependant.call
-        yield from _calls(dependant.dependencies)
+async def _unchecked(self: AuthorizedAgent, request: Request) -> Agent:
+    agent: Agent = request.app.state.agent
+    return agent
 
 
 def _api_routes(routes: Iterable[BaseRoute]) -> Iterable[APIRoute]:
@@ -55,34 +40,23 @@ def _api_routes(routes: Iterable[BaseRoute]) -> Iterable[APIRoute]:
             yield from _api_routes(included.routes)
 
 
-def authorize_callables(app: FastAPI) -> set[Callable[..., Any]]:
-    """The ``authorize`` dependencies of the app's routes (one per /v1 route)."""
-    return {
-        call
+def guarded_routes(app: FastAPI) -> list[APIRoute]:
+    """The app's routes that get the agent through ``AuthorizedAgent``."""
+    return [
+        route
         for route in _api_routes(app.routes)
-        for call in _calls(route.dependant.dependencies)
-        if getattr(call, "__code__", None) is _AUTHORIZE_CODE
-    }
+        if any(isinstance(d.call, AuthorizedAgent) for d in route.dependant.dependencies)
+    ]
 
 
-def without_auth(app: FastAPI) -> FastAPI:
-    """``app`` with every ``authorize`` dependency replaced by :func:`no_auth`."""
-    found = authorize_callables(app)
-    if not found:
-        # The wiring changed: measuring auth against auth would report "no cost".
-        raise RuntimeError("no authorize dependency found on the app's routes")
-    for call in found:
-        app.dependency_overrides[call] = no_auth
-    return app
-
-
-def create_app_without_auth(settings: Settings | None = None, **kwargs: Any) -> FastAPI:
-    return without_auth(create_app(settings, **kwargs))
+def skip_auth() -> None:
+    AuthorizedAgent.__call__ = _unchecked  # type: ignore[method-assign]
 
 
 def main() -> None:
-    # The name main() calls: the rest of its start-up stays the agent's own.
-    agent_main.create_app = create_app_without_auth  # type: ignore[attr-defined]
+    import neuros.__main__ as agent_main
+
+    skip_auth()
     agent_main.main()
 
 

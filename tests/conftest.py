@@ -181,6 +181,7 @@ class LiveAgent:
     token: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    module: str = "neuros"  # or a launcher with the same environment (the bench's)
 
     @property
     def url(self) -> str:
@@ -207,7 +208,7 @@ class LiveAgent:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "neuros"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         wait_until(self._healthy, what=f"agent on {self.url}")
         return self
@@ -233,12 +234,15 @@ class LiveAgent:
 def live_agent(tmp_path: Path) -> Iterator[Callable[..., LiveAgent]]:
     agents: list[LiveAgent] = []
 
-    def start(env: dict[str, str] | None = None, db_path: Path | None = None) -> LiveAgent:
+    def start(
+        env: dict[str, str] | None = None, db_path: Path | None = None, module: str = "neuros"
+    ) -> LiveAgent:
         agent = LiveAgent(
             db_path=db_path or tmp_path / "live.db",
             env={"OTEL_SDK_DISABLED": "true", **(env or {})},
             log_path=tmp_path / f"agent-{len(agents)}.log",
             tokens_file=tmp_path / f"live-tokens-{len(agents)}.yml",
+            module=module,
         )
         agents.append(agent)
         return agent.start()

@@ -27,7 +27,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from neuros.api.auth import require
+from neuros.api.auth import AuthorizedAgent
 from neuros.auth.admin_token import bearer
 from neuros.auth.authenticator import Authenticator
 from neuros.auth.tokens import (
@@ -69,8 +69,6 @@ NOBODY = "nobody-at-all"
 
 # --- the routes, read from the app ------------------------------------------------------
 
-_AUTHORIZE_CODE = require(Scope.READINGS_WRITE).dependency.__code__
-
 
 @dataclass(frozen=True)
 class Route:
@@ -87,18 +85,18 @@ class Route:
 
 
 def _v1_routes() -> list[Route]:
-    """Every /v1 route, with the scope its ``require(...)`` dependency checks."""
+    """Every /v1 route, with the scope its ``AuthorizedAgent`` dependency checks."""
     routes = []
     for route in api_routes(unstarted_app()):
         if not route.path.startswith("/v1"):
             continue
         guards = [
-            dep
+            dep.call
             for dep in route.dependant.dependencies
-            if getattr(dep.call, "__code__", None) is _AUTHORIZE_CODE
+            if isinstance(dep.call, AuthorizedAgent)
         ]
         assert len(guards) == 1, f"{route.path}: {len(guards)} authorize dependencies"
-        (scope,) = guards[0].own_oauth_scopes or []
+        scope = guards[0].scope
         assert route.methods is not None
         (method,) = route.methods
         routes.append(Route(method, route.path, Scope(scope), route.status_code or 200))
@@ -122,8 +120,7 @@ def test_every_v1_route_is_guarded_by_the_scope_the_document_and_readme_state() 
     for api_route in api_routes(unstarted_app()):
         if not api_route.path.startswith("/v1"):
             assert not any(
-                getattr(d.call, "__code__", None) is _AUTHORIZE_CODE
-                for d in api_route.dependant.dependencies
+                isinstance(d.call, AuthorizedAgent) for d in api_route.dependant.dependencies
             ), api_route.path
 
 

@@ -9,9 +9,11 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +21,7 @@ from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.schemas import IngestResult, ReadingsBatch
 from scripts import bench_agent as bench
 from scripts import bench_auth, bench_floor, bench_noauth
-from tests.conftest import InProcess
+from tests.conftest import InProcess, LiveAgent
 from tests.tooling import REPO_ROOT
 
 WRAPPER = REPO_ROOT / "scripts" / "bench-agent.sh"
@@ -185,6 +187,24 @@ def test_evaluate_computes_every_ratio_and_verdict() -> None:
     assert bench.evaluate({**HAND_MADE, "f-auth": {"rps": 379.0}}, ("f",))["f"]["met"] is False
 
 
+def test_f_pairs_its_runs_by_round() -> None:
+    """Drift between rounds cancels within each round's pair; the medians would not."""
+
+    def run(config: str, round_number: int, rps: float) -> dict[str, object]:
+        return {"config": config, "round": round_number, "metrics": {"rps": rps}}
+
+    runs = [
+        run("f-auth", 1, 2000.0), run("f-noauth", 1, 2020.0),
+        run("f-auth", 2, 1000.0), run("f-noauth", 2, 1010.0),
+        run("f-auth", 3, 1500.0), run("f-noauth", 3, 1400.0),
+    ]  # fmt: skip
+    medians = bench.medians_of(runs)
+    result = bench.evaluate(medians, ("f",), runs)["f"]
+    assert result["ratio"] == pytest.approx(1000 / 1010)
+    assert result["ratio_of_medians"] == pytest.approx(1500 / 1400)
+    assert bench.paired_ratio(runs[:1], "f-auth", "f-noauth", "rps") is None
+
+
 def test_evaluate_reports_a_missing_measurement_as_not_met() -> None:
     results = bench.evaluate({"agent-off": {"rps": 400.0}}, ("a", "e"))
 
@@ -207,7 +227,7 @@ def test_report_prints_each_ratio_with_its_target_and_verdict() -> None:
     assert "ratio cost heavy/light: 1.100   target <= 1.2: met" in text
     assert "highest rate holding p99 < 300 ms: 400 req/s" in text
     assert "prefilled (512 MB)" in text
-    assert "ratio auth/no-auth: 0.970   target >= 0.95: met" in text
+    assert "ratio auth/no-auth (median of per-round ratios): 0.970   target >= 0.95: met" in text
     assert "ratio p95 auth/no-auth: 1.050   p99: 1.200" in text
     # The JSON report is strict JSON: NaN becomes null.
     assert json.loads(json.dumps(bench._jsonable({"x": [math.nan, 1.0]}))) == {"x": [None, 1.0]}
@@ -321,28 +341,36 @@ def test_agents_read_the_runs_tokens_file_and_k6_gets_the_token_in_its_env(
     ]
 
 
+@pytest.mark.slow
 def test_noauth_agent_serves_without_a_token_and_is_otherwise_the_agent(
-    app: InProcess,
+    live_agent: Callable[..., LiveAgent],
 ) -> None:
-    """The same app, its auth dependency overridden: a request without a token gets what
-    the authenticated one gets."""
+    """The launcher of (f): the same agent, its routes registered without auth. A
+    request without a token gets what the authenticated agent gives with one."""
     body = bench.batch_body(bench._rr_series(), bench.history_cohort(), user=0, ks=range(2))
     route = "/v1/users/noauth-1/readings"
-    refused = app.client.post(route, content=body, headers={"Authorization": ""})
-    assert refused.status_code == 401
-    assert len(bench_noauth.authorize_callables(app.client.app)) == 3  # type: ignore[arg-type]
-    bench_noauth.without_auth(app.client.app)  # type: ignore[arg-type]
-    created = app.client.post(route, content=body, headers={"Authorization": ""})
+    as_json = {"Content-Type": "application/json"}
+    agent = live_agent()
+    assert httpx.post(f"{agent.url}{route}", content=body, headers=as_json).status_code == 401
+    noauth = live_agent(module="scripts.bench_noauth", db_path=agent.db_path.with_name("n.db"))
+    created = httpx.post(f"{noauth.url}{route}", content=body, headers=as_json)
     assert created.status_code == 201, created.text
     assert IngestResult.model_validate_json(created.content).accepted == 2
-    assert app.client.get("/v1/users/noauth-1/kpis", headers={"Authorization": ""}).is_success
-    assert app.client.get("/v1/users/nobody/kpis", headers={"Authorization": ""}).status_code == 404
+    assert httpx.get(f"{noauth.url}/v1/users/noauth-1/kpis").is_success
+    assert httpx.get(f"{noauth.url}/v1/users/nobody/kpis").status_code == 404
+    # Everything else is the agent's: the same tokens file is required and loaded.
+    assert "1 api tokens" in noauth.log()
 
 
-def test_noauth_refuses_an_app_without_the_auth_dependency() -> None:
-    """If the wiring changes, (f) must fail rather than compare auth with itself."""
-    with pytest.raises(RuntimeError, match="no authorize dependency"):
-        bench_noauth.without_auth(bench_floor.app)
+def test_noauth_finds_the_guard_of_every_v1_route(app: InProcess) -> None:
+    """(f) removes the check from ``AuthorizedAgent``: every /v1 route must get the
+    agent through it, or "auth off" would still check (or never have)."""
+    app_routes = list(bench_noauth._api_routes(app.client.app.routes))  # type: ignore[attr-defined]
+    v1 = {(r.path, *sorted(r.methods or ())) for r in app_routes if r.path.startswith("/v1/")}
+    guarded = bench_noauth.guarded_routes(app.client.app)  # type: ignore[arg-type]
+    assert len(v1) == 3
+    assert {(r.path, *sorted(r.methods or ())) for r in guarded} == v1
+    assert not bench_noauth.guarded_routes(bench_floor.app)
 
 
 # --- the token-timing benchmark (scripts/bench_auth.py): its output, not its timings ----

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from schemathesis.core.warnings import SchemathesisWarning
 
-from neuros.api.auth import BEARER
+from neuros.api.auth import SCHEME_NAME
 from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.auth.tokens import Scope
 from neuros.metrics import AuthFailure
@@ -49,7 +49,7 @@ HOOKS = REPO_ROOT / "tests" / "contract_hooks.py"
 SEED = 20261201
 EQUIVALENCE_EXAMPLES = 600
 MAX_EXAMPLES = 80  # per operation and generation mode: the run takes ~25 s on 2 cores
-BEARER_SCHEME_NAME = BEARER.scheme_name  # the CONFIG's [auth.openapi.<name>]
+BEARER_SCHEME_NAME = SCHEME_NAME  # the CONFIG's [auth.openapi.<name>]
 
 # What the checks accept, each from the documented API (README "API"):
 # - a positive (schema-valid) case: ingest answers 201; a read answers 200, or 404 for

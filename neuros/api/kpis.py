@@ -8,9 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from neuros.api.auth import AUTH_RESPONSES, require
-from neuros.api.deps import AgentDep, UserId
-from neuros.auth.tokens import Scope
+from neuros.api.auth import AUTH_RESPONSES
+from neuros.api.deps import ANALYZE, READ_KPIS, Analyst, KpisReader, UserId
 from neuros.schemas import STORAGE_UNAVAILABLE, Analysis, ErrorBody, Kpis
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["kpis"])
@@ -31,9 +30,9 @@ def _no_data() -> HTTPException:
     "/kpis",
     response_model=Kpis,
     responses=_RESPONSES,
-    dependencies=[require(Scope.KPIS_READ)],
+    openapi_extra=READ_KPIS.openapi(),
 )
-async def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
+async def get_kpis(user_id: UserId, agent: KpisReader) -> Kpis:
     """The user's current KPI snapshot. Needs scope ``kpis:read`` for this user."""
     snapshot = agent.snapshot(user_id)
     if snapshot is None:
@@ -45,9 +44,9 @@ async def get_kpis(user_id: UserId, agent: AgentDep) -> Kpis:
     "/analyze",
     response_model=Analysis,
     responses=_RESPONSES,
-    dependencies=[require(Scope.ANALYZE)],
+    openapi_extra=ANALYZE.openapi(),
 )
-async def analyze(user_id: UserId, agent: AgentDep) -> Analysis:
+async def analyze(user_id: UserId, agent: Analyst) -> Analysis:
     """Protocol advice from the rule set documented in ``neuros.recommend``. Needs
     scope ``analyze`` for this user."""
     result = agent.analyze(user_id)

@@ -14,9 +14,8 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from neuros.api.auth import AUTH_RESPONSES, require
-from neuros.api.deps import AgentDep, UserId
-from neuros.auth.tokens import Scope
+from neuros.api.auth import AUTH_RESPONSES
+from neuros.api.deps import WRITE_READINGS, ReadingsWriter, UserId
 from neuros.schemas import STORAGE_UNAVAILABLE, ErrorBody, IngestResult, Kpis, ReadingsBatch
 
 INGEST_ROUTE_NAME = "ingest_readings"
@@ -83,7 +82,6 @@ def body_schema() -> dict[str, Any]:
     name=INGEST_ROUTE_NAME,
     status_code=status.HTTP_201_CREATED,
     response_model=IngestResult,
-    dependencies=[require(Scope.READINGS_WRITE)],
     responses={
         201: {
             "description": "The batch was stored; the user's KPIs after it",
@@ -115,9 +113,9 @@ def body_schema() -> dict[str, Any]:
         **AUTH_RESPONSES,
         **STORAGE_UNAVAILABLE,
     },
-    openapi_extra=body_schema(),
+    openapi_extra={**body_schema(), **WRITE_READINGS.openapi()},
 )
-async def ingest_readings(user_id: UserId, request: Request, agent: AgentDep) -> Response:
+async def ingest_readings(user_id: UserId, request: Request, agent: ReadingsWriter) -> Response:
     """Store 1 to 1000 readings, all or nothing, and return the user's fresh KPIs.
     Needs a token with scope ``readings:write`` for this user.
 
