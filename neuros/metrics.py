@@ -8,6 +8,7 @@ this module rather than retyping them.
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +24,7 @@ from prometheus_client import (
 from neuros.kpi import Readiness
 
 PREFIX = "neuros"
+M = TypeVar("M", Counter, Gauge)
 
 # Includes the latency SLO threshold (prometheus/slo.yml must name one of these bounds).
 HTTP_LATENCY_BUCKETS_SECONDS = (
@@ -91,46 +93,45 @@ def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "
     Info(f"{PREFIX}_build", "Build of the running agent.", registry=registry).info(
         {"version": version}
     )
-    users = Gauge(
-        f"{PREFIX}_users_by_readiness",
+
+    def bounded(kind: type[M], name: str, doc: str, label: str, values: type[StrEnum]) -> M:
+        """A metric with one label whose every value is exported from the start (0)."""
+        metric = kind(f"{PREFIX}_{name}", doc, [label], registry=registry)
+        for value in values:
+            metric.labels(value.value)
+        return metric
+
+    users = bounded(
+        Gauge,
+        "users_by_readiness",
         "Users whose latest KPI snapshot is in each readiness band.",
-        ["readiness"],
-        registry=registry,
+        "readiness",
+        Readiness,
     )
-    for band in Readiness:
-        users.labels(band.value)
-    rejected = Counter(
-        f"{PREFIX}_readings_rejected",
+    rejected = bounded(
+        Counter,
+        "readings_rejected",
         "Readings in rejected batches, by bounded reason.",
-        ["reason"],
-        registry=registry,
+        "reason",
+        RejectReason,
     )
-    for reason in RejectReason:
-        rejected.labels(reason.value)
-    db_errors = Counter(
-        f"{PREFIX}_db_errors",
-        "Database operations that failed.",
-        ["operation"],
-        registry=registry,
+    db_errors = bounded(
+        Counter, "db_errors", "Database operations that failed.", "operation", DbOperation
     )
-    for op in DbOperation:
-        db_errors.labels(op.value)
-    auth_failures = Counter(
-        f"{PREFIX}_auth_failures",
+    auth_failures = bounded(
+        Counter,
+        "auth_failures",
         "API requests refused by authentication or authorization, by bounded reason.",
-        ["reason"],
-        registry=registry,
+        "reason",
+        AuthFailure,
     )
-    for failure in AuthFailure:
-        auth_failures.labels(failure.value)
-    auth_reloads = Counter(
-        f"{PREFIX}_auth_token_reloads",
+    auth_reloads = bounded(
+        Counter,
+        "auth_token_reloads",
         "Loads of the API tokens file after start; an error keeps the previous tokens.",
-        ["result"],
-        registry=registry,
+        "result",
+        ReloadResult,
     )
-    for result in ReloadResult:
-        auth_reloads.labels(result.value)
     return Metrics(
         registry=registry,
         http_requests=Counter(

@@ -191,20 +191,23 @@ def test_agent_runs_as_the_compose_user(stack: ComposeStack) -> None:
     assert ids["Gid"] == [gid] * 4
 
 
+def _wait_for_one_series(stack: ComposeStack, promql: str) -> None:
+    wait_until(
+        lambda: len(_series(stack, promql)) == 1,
+        timeout=SCRAPE_DEADLINE,
+        interval=dockerstack.POLL_SECONDS,
+        what=promql,
+        details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
+    )
+
+
 @on_stack
 def test_prometheus_scrapes_the_agent_by_service_name(
     stack: ComposeStack, timings: Timings
 ) -> None:
     job, instance = _agent_target()
-    promql = f'up{{job="{job}",instance="{instance}"}} == 1'
     with timings.stage(f"first successful scrape of {instance}"):
-        wait_until(
-            lambda: len(_series(stack, promql)) == 1,
-            timeout=SCRAPE_DEADLINE,
-            interval=dockerstack.POLL_SECONDS,
-            what=promql,
-            details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
-        )
+        _wait_for_one_series(stack, f'up{{job="{job}",instance="{instance}"}} == 1')
 
 
 @on_stack
@@ -213,14 +216,7 @@ def test_published_port_serves_the_api_but_not_the_metrics(stack: ComposeStack) 
     port answers it with 404, and the probes stay open."""
     _, instance = _agent_target()
     assert instance == f"{AGENT}:{METRICS_PORT}"
-    promql = f'up{{instance="{instance}"}} == 1'
-    wait_until(
-        lambda: len(_series(stack, promql)) == 1,
-        timeout=SCRAPE_DEADLINE,
-        interval=dockerstack.POLL_SECONDS,
-        what=promql,
-        details=lambda: f"targets: {stack.prometheus_api('targets')['activeTargets']}",
-    )
+    _wait_for_one_series(stack, f'up{{instance="{instance}"}} == 1')
     assert httpx.get(f"{stack.agent_url}/metrics", timeout=10).status_code == 404
     for probe in ("/health", "/ready"):
         assert httpx.get(f"{stack.agent_url}{probe}", timeout=10).status_code == 200, probe
