@@ -6,8 +6,8 @@
 #   .env                          from .env.example plus a random GRAFANA_ADMIN_PASSWORD,
 #                                 only when .env is missing
 #   secrets/neuros-admin-token    a random API token with every scope for every user
-#                                 (mode 0600; k6, the chaos probes, the benchmark and
-#                                 check-stack read it), only when none exists
+#                                 (mode 0600; k6 and the chaos probes read it),
+#                                 only when none exists
 #   secrets/neuros/tokens.yml     its SHA-256 as the entry `admin`, in the format of
 #                                 `python -m neuros tokens` (neuros/auth/tokens_file.py);
 #                                 compose mounts the folder into the agent read-only

@@ -1,4 +1,4 @@
-"""Where the clients of this repository (k6, chaos probes, benchmarks, checks) find
+"""Where the clients of this repository (k6, the chaos probes) find
 the admin token that scripts/setup.sh created: ``$NEUROS_API_TOKEN``, else the file
 ``secrets/neuros-admin-token`` under the repository root."""
 
