@@ -26,6 +26,17 @@ def _settings_or_exit() -> Settings:
         sys.exit(f"neuros: invalid settings: {problems}")
 
 
+def _database_or_exit(url: str) -> None:
+    """An unreachable PostgreSQL stops the start with one line, password left out."""
+    from neuros.postgres import check_reachable
+    from neuros.postgres_url import connect_error
+
+    try:
+        check_reachable(url)
+    except Exception as exc:
+        sys.exit(f"neuros: NEUROS_DATABASE_URL: {connect_error(url, exc)}")
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How the agent is served; the benchmark serves its floor app the same way."""
     return {
@@ -57,6 +68,8 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if settings.database_url is not None:
+        _database_or_exit(settings.database_url.get_secret_value())
     try:
         app = create_app(settings)
     except TracingConfigError as exc:

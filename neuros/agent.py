@@ -1,25 +1,33 @@
 """The agent: stores readings, keeps KPI snapshots current, advises a protocol.
 
-Glue between the HTTP layer, the store and the pure KPI/advice logic; spans and
-domain metrics live here so the maths stays free of them.
+Glue between the HTTP layer, the storage backend (``neuros.backend``) and the pure
+KPI/advice logic; spans and domain metrics live here so the maths stays free of them.
+
+Users per readiness band is a population gauge: it is read from the database (which
+every replica writes), never counted in this process, so each replica exports the
+same figure and dashboards take ``max`` across instances. A background task refreshes
+it every ``population_refresh_seconds``, and at once after this replica moved a user
+between bands.
 """
 
 import asyncio
-import sqlite3
+import contextlib
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from opentelemetry.trace import Tracer
 
-from neuros.ingest import GroupCommitWriter, GroupLimits
-from neuros.kpi import KpiSnapshot, Readiness, compute_from_daily, rmssd
+from neuros.backend import Backend
+from neuros.kpi import DailyInputs, KpiSnapshot, Readiness, compute_from_daily, rmssd
 from neuros.metrics import DbOperation, Metrics, RejectReason
 from neuros.recommend import Advice, advise
 from neuros.schemas import Reading
-from neuros.store import ReadingRow, StorageError, Store, Transaction
+from neuros.store import ReadingRow, StorageError
 
-# /ready answers 503 when the writer cannot commit a probe within this long.
+logger = logging.getLogger("neuros.agent")
+
+# /ready answers 503 when the backend cannot commit a probe within this long.
 READY_TIMEOUT_SECONDS = 2.0
 
 
@@ -36,125 +44,121 @@ def to_row(reading: Reading) -> ReadingRow:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
-    """What the writer reports of one stored batch."""
-
-    snapshot: KpiSnapshot
-    previous_band: str | None
-    readings: int
-    kpi_seconds: float
-    kpi_span_ns: tuple[int, int]
-
-
 class Agent:
     def __init__(
         self,
-        store: Store,
+        backend: Backend,
         metrics: Metrics,
         tracer: Tracer,
         *,
         sleep_need_hours: float,
-        group_limits: GroupLimits | None = None,
+        population_refresh_seconds: float = 5.0,
     ) -> None:
-        self.store = store
+        self.backend = backend
         self.metrics = metrics
         self.tracer = tracer
         self.sleep_need_hours = sleep_need_hours
-        self.writer = GroupCommitWriter(store, group_limits)
+        self._refresh_every = population_refresh_seconds
+        self._refresh_now: asyncio.Event | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self.store.open()
-        counts = self.store.readiness_counts()
-        for band in Readiness:
-            self.metrics.users_by_readiness.labels(band.value).set(counts.get(band.value, 0))
-        self.writer.start()
+    async def start(self) -> None:
+        await self.backend.start()
+        await self.refresh_population()
+        self._refresh_now = asyncio.Event()
+        self._refresher = asyncio.create_task(self._refresh_population_forever())
 
     async def stop(self) -> None:
-        await self.writer.close()
-        self.store.close()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.backend.stop()
 
     async def ingest(self, user_id: str, readings: Sequence[Reading]) -> KpiSnapshot:
         """Store a batch atomically and return the user's fresh snapshot."""
         rows = [to_row(r) for r in readings]
+        timing: list[tuple[int, float]] = []
+
+        def assess(inputs: DailyInputs) -> KpiSnapshot:
+            start_ns, start = time.time_ns(), time.perf_counter()
+            snapshot = compute_from_daily(inputs, self.sleep_need_hours)
+            timing.append((start_ns, time.perf_counter() - start))
+            return snapshot
+
         with self.tracer.start_as_current_span(
-            "db.write", attributes={"db.system": "sqlite", "neuros.readings.count": len(rows)}
+            "db.write",
+            attributes={"db.system": self.backend.system, "neuros.readings.count": len(rows)},
         ):
             try:
-                written = await self.writer.submit(
-                    lambda tx: self._write(tx, user_id, rows), self._committed, size=len(rows)
-                )
+                written = await self.backend.ingest(user_id, rows, assess)
             except StorageError:
                 self.metrics.db_errors.labels(DbOperation.INGEST.value).inc()
                 self.metrics.readings_rejected.labels(RejectReason.STORAGE.value).inc(len(rows))
                 raise
-            start_ns, end_ns = written.kpi_span_ns
-            self.tracer.start_span("kpi.compute", start_time=start_ns).end(end_time=end_ns)
-        return written.snapshot
+            start_ns, elapsed = timing[-1]
+            self.tracer.start_span("kpi.compute", start_time=start_ns).end(
+                end_time=start_ns + int(elapsed * 1e9)
+            )
+        snapshot = written.snapshot
+        if written.previous_band != snapshot.readiness.value and self._refresh_now is not None:
+            self._refresh_now.set()
+        self.metrics.readings_accepted.inc(len(rows))
+        self.metrics.kpi_computation_duration.observe(elapsed)
+        self._observe(snapshot)
+        return snapshot
 
-    def _write(self, tx: Transaction, user_id: str, rows: Sequence[ReadingRow]) -> _Written:
-        """Inside the group's transaction, before its COMMIT."""
-        before = tx.head(user_id)
-        head = tx.upsert_readings(user_id, rows, before)
-        start_ns, start = time.time_ns(), time.perf_counter()
-        inputs = tx.kpi_inputs(user_id, head)
-        assert inputs is not None
-        snapshot = compute_from_daily(inputs, self.sleep_need_hours)
-        elapsed = time.perf_counter() - start
-        previous = None if before is None else before.readiness
-        tx.set_readiness(user_id, snapshot.readiness.value, previous)
-        return _Written(
-            snapshot, previous, len(rows), elapsed, (start_ns, start_ns + int(elapsed * 1e9))
-        )
+    async def snapshot(self, user_id: str) -> KpiSnapshot | None:
+        with self.tracer.start_as_current_span(
+            "db.read", attributes={"db.system": self.backend.system}
+        ):
+            start = time.perf_counter()
+            try:
+                inputs = await self.backend.kpi_inputs(user_id)
+            except StorageError:
+                self.metrics.db_errors.labels(DbOperation.READ.value).inc()
+                raise
+            snapshot = None
+            if inputs is not None:
+                with self.tracer.start_as_current_span("kpi.compute"):
+                    snapshot = compute_from_daily(inputs, self.sleep_need_hours)
+            self.metrics.kpi_computation_duration.observe(time.perf_counter() - start)
+            return snapshot
 
-    def _committed(self, written: _Written) -> None:
-        """On the writer thread, after the COMMIT, in commit order."""
-        self._move_band(written.previous_band, written.snapshot.readiness.value)
-        self.metrics.readings_accepted.inc(written.readings)
-        self.metrics.kpi_computation_duration.observe(written.kpi_seconds)
-        self._observe(written.snapshot)
-
-    def snapshot(self, user_id: str) -> KpiSnapshot | None:
-        try:
-            with (
-                self.tracer.start_as_current_span("db.read", attributes={"db.system": "sqlite"}),
-                self.store.read() as tx,
-            ):
-                start = time.perf_counter()
-                inputs = tx.kpi_inputs(user_id)
-                snapshot = None
-                if inputs is not None:
-                    with self.tracer.start_as_current_span("kpi.compute"):
-                        snapshot = compute_from_daily(inputs, self.sleep_need_hours)
-                self.metrics.kpi_computation_duration.observe(time.perf_counter() - start)
-                return snapshot
-        except sqlite3.Error:
-            self.metrics.db_errors.labels(DbOperation.READ.value).inc()
-            raise
-
-    def analyze(self, user_id: str) -> tuple[KpiSnapshot, Advice] | None:
-        snapshot = self.snapshot(user_id)
+    async def analyze(self, user_id: str) -> tuple[KpiSnapshot, Advice] | None:
+        snapshot = await self.snapshot(user_id)
         if snapshot is None:
             return None
         return snapshot, advise(snapshot)
 
     async def ready(self) -> bool:
-        """A probe write commits through the writer, within a deadline."""
+        """A probe write commits, within a deadline."""
         try:
-            await asyncio.wait_for(
-                self.writer.submit(Transaction.probe, size=0), READY_TIMEOUT_SECONDS
-            )
+            await asyncio.wait_for(self.backend.probe(), READY_TIMEOUT_SECONDS)
         except (StorageError, TimeoutError):
             self.metrics.db_errors.labels(DbOperation.PROBE.value).inc()
             return False
         return True
 
-    def _move_band(self, previous: str | None, current: str) -> None:
-        if previous == current:
-            return
-        if previous is not None:
-            self.metrics.users_by_readiness.labels(previous).dec()
-        self.metrics.users_by_readiness.labels(current).inc()
+    async def refresh_population(self) -> None:
+        """Set the users-per-band gauge from the database."""
+        counts = await self.backend.readiness_counts()
+        for band in Readiness:
+            self.metrics.users_by_readiness.labels(band.value).set(counts.get(band.value, 0))
+
+    async def _refresh_population_forever(self) -> None:
+        assert self._refresh_now is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), self._refresh_every)
+            self._refresh_now.clear()
+            try:
+                await self.refresh_population()
+            except StorageError:
+                # The gauge keeps its last value; /ready reports the database.
+                self.metrics.db_errors.labels(DbOperation.READ.value).inc()
+            except Exception:
+                logger.exception("population refresh")
 
     def _observe(self, snapshot: KpiSnapshot) -> None:
         if snapshot.hrv_rmssd_ms is not None:

@@ -8,10 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from neuros.ingest import GroupLimits
+from neuros.postgres_url import check_scheme
 
 DEFAULT_PORT = 8000
 # The port docker-compose.yml gives NEUROS_METRICS_PORT (exposed on the compose network,
@@ -43,6 +44,33 @@ class Settings(BaseSettings):
     # When set, /metrics is served on this port only, not beside the API: the API's
     # port can then be published without publishing the metrics.
     metrics_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    # Unset: SQLite at db_path. postgresql://user:password@host:port/db: PostgreSQL
+    # (neuros.postgres), shared by every replica. Secret: never printed.
+    database_url: SecretStr | None = None
+    database_pool_min: Annotated[int, Field(ge=1, le=1000)] = 2
+    database_pool_max: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Users per readiness band are read from the database this often (and soon after
+    # this replica moved a user between bands).
+    population_refresh_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, url: object) -> object:
+        # Compose passes ${NEUROS_DATABASE_URL:-} through as "": that means SQLite.
+        return None if url == "" else url
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            check_scheme(url.get_secret_value())
+        return url
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> "Settings":
+        if self.database_pool_min > self.database_pool_max:
+            raise ValueError("NEUROS_DATABASE_POOL_MIN exceeds NEUROS_DATABASE_POOL_MAX")
+        return self
 
     def group_limits(self) -> GroupLimits:
         return GroupLimits(

@@ -20,12 +20,12 @@ from neuros.api.auth import SECURITY_SCHEMES
 from neuros.api.errors import install_error_handlers
 from neuros.auth.authenticator import Authenticator
 from neuros.auth.tokens_file import TokensFile
+from neuros.backend import Backend
 from neuros.config import Settings, get_settings
 from neuros.http.access_log import AccessLogMiddleware
 from neuros.http.body_limit import BodyLimitMiddleware
 from neuros.http.metrics import MetricsMiddleware
 from neuros.metrics import build_metrics
-from neuros.store import Store
 from neuros.tracing import build_tracer_provider, instrument, shutdown_tracing
 
 logger = logging.getLogger("neuros")
@@ -82,6 +82,21 @@ def _reload_on_sighup(auth: Authenticator) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
 
 
+def build_backend(settings: Settings) -> Backend:
+    """SQLite at NEUROS_DB_PATH, or PostgreSQL when NEUROS_DATABASE_URL is set."""
+    if settings.database_url is None:
+        from neuros.sqlite_backend import SqliteBackend
+
+        return SqliteBackend(settings.db_path, settings.group_limits())
+    from neuros.postgres import PostgresBackend
+
+    return PostgresBackend(
+        settings.database_url.get_secret_value(),
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -98,19 +113,20 @@ def create_app(
     provider = build_tracer_provider() if owns_provider else tracer_provider
     tracer = provider.get_tracer("neuros") if provider is not None else NoOpTracer()
     agent = Agent(
-        Store(settings.db_path),
+        build_backend(settings),
         metrics,
         tracer,
         sleep_need_hours=settings.sleep_need_hours,
-        group_limits=settings.group_limits(),
+        population_refresh_seconds=settings.population_refresh_seconds,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        agent.start()
+        await agent.start()
         logger.info(
-            "neuros ready, database schema v%d, %d api tokens",
-            agent.store.schema_version(),
+            "neuros ready, %s database schema v%d, %d api tokens",
+            agent.backend.system,
+            agent.backend.schema_version,
             len(auth.tokens),
         )
         metrics_server = None

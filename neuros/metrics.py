@@ -104,7 +104,8 @@ def build_metrics(registry: CollectorRegistry | None = None, *, version: str = "
     users = bounded(
         Gauge,
         "users_by_readiness",
-        "Users whose latest KPI snapshot is in each readiness band.",
+        "Users whose latest KPI snapshot is in each readiness band, read from the "
+        "database: every replica exports the same figure (aggregate with max).",
         "readiness",
         Readiness,
     )

@@ -9,7 +9,7 @@ neither on a user's history nor on how many readings a day holds.
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +27,7 @@ from neuros.kpi import (
     window_start,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 US_PER_DAY = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = _EPOCH.date()
@@ -113,6 +113,15 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE ready_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL);
     """,
     2: _SCHEMA_V2,
+    # Version 3: users per readiness band, kept in the transaction that moves a user
+    # between bands, so a population gauge reads three rows (neuros.agent).
+    3: """
+    CREATE TABLE readiness_counts (
+        readiness TEXT PRIMARY KEY,
+        users     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO readiness_counts SELECT readiness, count(*) FROM user_state GROUP BY readiness
+    """,
 }
 
 
@@ -143,12 +152,16 @@ def _from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+to_us, from_us = _to_us, _from_us
+quanta_or_none = _quanta_or_none
+
+
 def _day_number(day: date) -> int:
     return (day - _EPOCH_DAY).days
 
 
 # Measurements in the order of the daily_totals columns: (hrv, resting HR, sleep).
-_Values = tuple[int | None, int | None, int | None]
+Values = tuple[int | None, int | None, int | None]
 _EPOCH_ORDINAL = _EPOCH_DAY.toordinal()
 _WINDOW_DAYS = len(window_days(_EPOCH))
 
@@ -199,6 +212,95 @@ _ADD_TO_DAY = """
 """
 
 
+def replaces_stored(head: "UserHead | None", keys: Sequence[int]) -> bool:
+    """Whether any of ``keys`` may name a stored reading (none is later than the head)."""
+    return head is not None and min(keys) <= _to_us(head.as_of)
+
+
+def plan_upsert(
+    user_id: str, keys: Sequence[int], rows: Sequence[ReadingRow], current: dict[int, Values]
+) -> tuple[list[tuple[object, ...]], dict[int, list[int]]]:
+    """The reading rows to upsert and, per day, how each daily total moves (sum in quanta
+    and count of each measurement): new values in, replaced values out. ``current``
+    holds the stored values of the keys being replaced; it ends up holding the new ones.
+    """
+    deltas: dict[int, list[int]] = {}
+    params: list[tuple[object, ...]] = []
+    for us, r in zip(keys, rows, strict=True):
+        new = (
+            _quanta_or_none(r.hrv_rmssd_ms),
+            _quanta_or_none(r.resting_hr_bpm),
+            _quanta_or_none(r.sleep_hours),
+        )
+        delta = deltas.setdefault(us // US_PER_DAY, [0] * 6)
+        old = current.get(us)
+        for i, value in enumerate(new):
+            if value is not None:
+                delta[2 * i] += value
+                delta[2 * i + 1] += 1
+            if old is not None and (previous := old[i]) is not None:
+                delta[2 * i] -= previous
+                delta[2 * i + 1] -= 1
+        current[us] = new
+        params.append(
+            (
+                user_id,
+                us,
+                r.recorded_at.isoformat(),
+                None if r.rr_intervals_ms is None else to_json(r.rr_intervals_ms).decode(),
+                r.reported_rmssd_ms,
+                *(None if q is None else from_quanta(q) for q in new),
+            )
+        )
+    return params, deltas
+
+
+def window_bounds(head: "UserHead") -> tuple[int, int]:
+    """First and last day number of the daily totals a snapshot as of ``head`` reads."""
+    first_day = _to_us(window_start(head.as_of)) // US_PER_DAY
+    return first_day, first_day + _WINDOW_DAYS - 1
+
+
+def inputs_from_days(
+    head: "UserHead", days: Iterable[tuple[int, int, int, int, int, int, int]]
+) -> DailyInputs:
+    """KPI inputs from the head and the window's daily_totals rows."""
+    hrv: dict[date, DayTotals] = {}
+    resting_hr: dict[date, DayTotals] = {}
+    sleep: dict[date, DayTotals] = {}
+    for day, hrv_q, hrv_n, rhr_q, rhr_n, sleep_q, sleep_n in days:
+        when = date.fromordinal(_EPOCH_ORDINAL + day)
+        if hrv_n:
+            hrv[when] = DayTotals(from_quanta(hrv_q), hrv_n)
+        if rhr_n:
+            resting_hr[when] = DayTotals(from_quanta(rhr_q), rhr_n)
+        if sleep_n:
+            sleep[when] = DayTotals(from_quanta(sleep_q), sleep_n)
+    return DailyInputs(
+        as_of=head.as_of,
+        latest_hrv=head.latest_hrv,
+        latest_resting_hr=head.latest_resting_hr,
+        hrv=hrv,
+        resting_hr=resting_hr,
+        sleep=sleep,
+    )
+
+
+def band_moves(readiness: str, previous: str | None) -> list[tuple[str, int]]:
+    """How users per band move when a user goes from ``previous`` to ``readiness``,
+    sorted by band (a fixed lock order for concurrent writers)."""
+    if previous == readiness:
+        return []
+    moves = [(readiness, 1)] if previous is None else [(readiness, 1), (previous, -1)]
+    return sorted(moves)
+
+
+_MOVE_BAND = """
+    INSERT INTO readiness_counts (readiness, users) VALUES (?, ?)
+    ON CONFLICT (readiness) DO UPDATE SET users = users + excluded.users
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class UserHead:
     """What a user's snapshot needs besides the daily totals."""
@@ -209,7 +311,7 @@ class UserHead:
     readiness: str | None
 
 
-def _advance(head: UserHead | None, keys: Sequence[int], values: dict[int, _Values]) -> UserHead:
+def advance_head(head: UserHead | None, keys: Sequence[int], values: dict[int, Values]) -> UserHead:
     """``head`` (None: a new user) after storing ``values`` at ``keys``, all later than
     anything stored before."""
     if head is None:
@@ -272,36 +374,9 @@ class Transaction:
             head = self.head(user_id)
         keys = [_to_us(r.recorded_at) for r in rows]
         # Only a key at or before the latest reading can replace a stored one.
-        replacing = head is not None and min(keys) <= _to_us(head.as_of)
-        current: dict[int, _Values] = self._stored_values(user_id, keys) if replacing else {}
-        deltas: dict[int, list[int]] = {}
-        params = []
-        for us, r in zip(keys, rows, strict=True):
-            new = (
-                _quanta_or_none(r.hrv_rmssd_ms),
-                _quanta_or_none(r.resting_hr_bpm),
-                _quanta_or_none(r.sleep_hours),
-            )
-            delta = deltas.setdefault(us // US_PER_DAY, [0] * 6)
-            old = current.get(us)
-            for i, value in enumerate(new):
-                if value is not None:
-                    delta[2 * i] += value
-                    delta[2 * i + 1] += 1
-                if old is not None and (previous := old[i]) is not None:
-                    delta[2 * i] -= previous
-                    delta[2 * i + 1] -= 1
-            current[us] = new
-            params.append(
-                (
-                    user_id,
-                    us,
-                    r.recorded_at.isoformat(),
-                    None if r.rr_intervals_ms is None else to_json(r.rr_intervals_ms).decode(),
-                    r.reported_rmssd_ms,
-                    *(None if q is None else from_quanta(q) for q in new),
-                )
-            )
+        replacing = replaces_stored(head, keys)
+        current: dict[int, Values] = self._stored_values(user_id, keys) if replacing else {}
+        params, deltas = plan_upsert(user_id, keys, rows, current)
         self._conn.executemany(_UPSERT_READING, params)
         self._conn.executemany(
             _ADD_TO_DAY, [(user_id, day, *delta) for day, delta in deltas.items()]
@@ -311,9 +386,9 @@ class Transaction:
             assert fresh is not None  # it has the rows just written
             return fresh
         # Every new instant is later than anything stored: the head moves forward.
-        return _advance(head, keys, current)
+        return advance_head(head, keys, current)
 
-    def _stored_values(self, user_id: str, keys: Sequence[int]) -> dict[int, _Values]:
+    def _stored_values(self, user_id: str, keys: Sequence[int]) -> dict[int, Values]:
         """The stored values, in quanta, of those of ``keys`` the user already has."""
         rows = self._conn.execute(_STORED_VALUES, (user_id, to_json(keys).decode())).fetchall()
         return {
@@ -327,37 +402,19 @@ class Transaction:
             head = self.head(user_id)
             if head is None:
                 return None
-        first_day = _to_us(window_start(head.as_of)) // US_PER_DAY
-        hrv: dict[date, DayTotals] = {}
-        resting_hr: dict[date, DayTotals] = {}
-        sleep: dict[date, DayTotals] = {}
-        for day, hrv_q, hrv_n, rhr_q, rhr_n, sleep_q, sleep_n in self._conn.execute(
-            _WINDOW_QUERY, (user_id, first_day, first_day + _WINDOW_DAYS - 1)
-        ):
-            when = date.fromordinal(_EPOCH_ORDINAL + day)
-            if hrv_n:
-                hrv[when] = DayTotals(from_quanta(hrv_q), hrv_n)
-            if rhr_n:
-                resting_hr[when] = DayTotals(from_quanta(rhr_q), rhr_n)
-            if sleep_n:
-                sleep[when] = DayTotals(from_quanta(sleep_q), sleep_n)
-        return DailyInputs(
-            as_of=head.as_of,
-            latest_hrv=head.latest_hrv,
-            latest_resting_hr=head.latest_resting_hr,
-            hrv=hrv,
-            resting_hr=resting_hr,
-            sleep=sleep,
-        )
+        rows = self._conn.execute(_WINDOW_QUERY, (user_id, *window_bounds(head)))
+        return inputs_from_days(head, rows)
 
     def set_readiness(self, user_id: str, readiness: str, previous: str | None) -> None:
         """Record the user's band, which was ``previous`` (None for a new user)."""
-        if previous != readiness:
+        moves = band_moves(readiness, previous)
+        if moves:
             self._conn.execute(
                 "INSERT INTO user_state (user_id, readiness) VALUES (?, ?) "
                 "ON CONFLICT (user_id) DO UPDATE SET readiness = excluded.readiness",
                 (user_id, readiness),
             )
+            self._conn.executemany(_MOVE_BAND, moves)
 
     def probe(self) -> None:
         """A write that proves a transaction can be committed."""
@@ -462,9 +519,5 @@ class Store:
         return int(row[0])
 
     def readiness_counts(self) -> dict[str, int]:
-        rows = (
-            self._conn()
-            .execute("SELECT readiness, count(*) FROM user_state GROUP BY readiness")
-            .fetchall()
-        )
-        return {str(band): int(n) for band, n in rows}
+        rows = self._conn().execute("SELECT readiness, users FROM readiness_counts").fetchall()
+        return {str(band): int(n) for band, n in rows if n}

@@ -19,8 +19,9 @@ usage() {
   cat <<EOF
 Usage: $(basename "$0") [--no-install] [--docker] [--help] [--] [pytest args...]
 
-Creates or updates .venv, installs the project ('.[test,dev]') and the tools
-(scripts/install-tools.sh), then runs: ruff check ., mypy, pytest.
+Creates or updates .venv, installs the project ('.[test,dev]'), the tools
+(scripts/install-tools.sh) and, when missing, Debian's postgresql package (the
+storage tests start their own server from it), then runs: ruff check ., mypy, pytest.
 Arguments this script does not know are passed on to pytest.
 
 Options:
@@ -70,6 +71,26 @@ install_venv() {
   echo "${want}" >"${INSTALL_STAMP}"
 }
 
+# The PostgreSQL server the storage tests start (tests/postgres_server.py): Debian's
+# package, installed when missing. Without it those tests skip (and fail in CI).
+install_postgresql() {
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    return 0
+  fi
+  local sudo=()
+  if (( EUID != 0 )); then
+    if ! command -v sudo >/dev/null; then
+      err "PostgreSQL is missing and installing it needs root: apt-get install postgresql"
+      return 1
+    fi
+    sudo=(sudo)
+  fi
+  log "apt-get install postgresql"
+  "${sudo[@]}" apt-get update -qq &&
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends postgresql
+}
+
 main() {
   local install=1
   local -a pytest_args=()
@@ -103,6 +124,10 @@ main() {
     log "installing tools (scripts/install-tools.sh)"
     bash "${REPO_ROOT}/scripts/install-tools.sh" || {
       err "scripts/install-tools.sh failed"
+      exit 1
+    }
+    install_postgresql || {
+      err "installing PostgreSQL failed"
       exit 1
     }
   fi

@@ -28,6 +28,7 @@ from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
 from neuros.config import Settings
 from neuros.main import create_app
+from tests.postgres_server import PostgresServer, find_bindir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,13 +95,20 @@ class InProcess:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., InProcess]]:
+def make_app(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., InProcess]]:
+    """Apps on one database: SQLite at tmp_path, or (``backend`` "postgresql") a fresh
+    PostgreSQL database that every app of the test shares."""
     opened: list[TestClient] = []
+    database_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
 
     def make(**overrides: object) -> InProcess:
         tokens_file = tmp_path / f"tokens-{len(opened)}.yml"
         token = add_token(tokens_file)
         overrides.setdefault("api_tokens_file", tokens_file)
+        if database_url is not None:
+            overrides.setdefault("database_url", database_url)
         settings = Settings(db_path=tmp_path / "neuros.db", **overrides)  # type: ignore[arg-type]
         registry = CollectorRegistry()
         spans = InMemorySpanExporter()
@@ -258,3 +266,32 @@ RR_EXAMPLE = [800, 810, 790, 805, 795]  # RMSSD 14.3614 ms
 def reading(at: str = "2026-11-20T07:00:00+00:00", **values: object) -> dict[str, object]:
     """A reading body; RR_EXAMPLE when no measurement is given."""
     return {"recorded_at": at, **(values or {"rr_intervals_ms": RR_EXAMPLE})}
+
+
+# --- PostgreSQL (the second storage backend) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real server for the session; missing PostgreSQL skips, and fails in CI."""
+    bindir = find_bindir()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql; scripts/test.sh does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer(bindir, free_port()).init().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh database on the session's server."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def backend() -> str:
+    """The storage backend make_app builds on; a module overrides it to run both."""
+    return "sqlite"

@@ -10,6 +10,20 @@ USER = "user-42"
 READINGS = f"/v1/users/{USER}/readings"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test of this module runs against both storage backends."""
+    backend: str = request.param
+    return backend
+
+
+def sqlite_only(backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip(
+            "breaks the SQLite file with a trigger; tests/test_postgres.py stops the server"
+        )
+
+
 def test_ingest_answers_201_with_fresh_kpis(app: InProcess) -> None:
     one = reading(rr_intervals_ms=RR_EXAMPLE, sleep_hours=6.5)
     response = app.client.post(READINGS, json={"readings": [one]})
@@ -158,9 +172,10 @@ def test_unexpected_error_gets_json_500_without_trace(
     assert "secret" not in response.text
 
 
-def test_storage_failure_gets_503_and_stores_nothing(app: InProcess) -> None:
+def test_storage_failure_gets_503_and_stores_nothing(app: InProcess, backend: str) -> None:
+    sqlite_only(backend)
     agent = app.client.app.state.agent  # type: ignore[attr-defined]
-    conn = agent.store._conn()
+    conn = agent.backend.store._conn()
     conn.execute(
         "CREATE TRIGGER fail BEFORE INSERT ON user_state BEGIN SELECT RAISE(ABORT, 'x'); END"
     )
@@ -190,9 +205,10 @@ def test_health_ready_and_openapi(app: InProcess) -> None:
     assert {"201", "413", "422", "503"} <= set(ingest["responses"])
 
 
-def test_ready_is_503_when_the_database_is_not_writable(app: InProcess) -> None:
+def test_ready_is_503_when_the_database_is_not_writable(app: InProcess, backend: str) -> None:
+    sqlite_only(backend)
     agent = app.client.app.state.agent  # type: ignore[attr-defined]
-    conn = agent.store._conn()
+    conn = agent.backend.store._conn()
     conn.execute(
         "CREATE TRIGGER refuse BEFORE UPDATE ON ready_probe BEGIN SELECT RAISE(ABORT, 'ro'); END"
     )

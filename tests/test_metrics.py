@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from neuros.metrics import HTTP_LATENCY_BUCKETS_SECONDS, build_metrics
-from tests.conftest import InProcess, reading
+from tests.conftest import InProcess, reading, wait_until
 
 ROUTE = "/v1/users/{user_id}/readings"
 
@@ -74,21 +74,32 @@ def test_domain_metrics(app: InProcess) -> None:
 
 
 def test_readiness_gauge_follows_users_between_bands(app: InProcess) -> None:
+    """The gauge is read from the database (every replica's writes), soon after this
+    replica moved a user between bands."""
+
     def band_counts() -> dict[str, float]:
         return {
             band: app.sample("neuros_users_by_readiness", {"readiness": band})
             for band in ("high", "moderate", "low")
         }
 
+    def shows(expected: dict[str, float]) -> None:
+        wait_until(
+            lambda: band_counts() == expected,
+            5,
+            f"gauge {expected}",
+            details=lambda: str(band_counts()),
+        )
+
     # No baseline, 2 h debt: 60 - 4 = 56 -> moderate.
     app.client.post("/v1/users/u1/readings", json={"readings": [reading(sleep_hours=6)]})
-    assert band_counts() == {"high": 0, "moderate": 1, "low": 0}
+    shows({"high": 0, "moderate": 1, "low": 0})
     # A 14-day stretch of 0 h sleep: debt far past 20 h -> 60 - 40 = 20 -> low.
     nights = [reading(f"2026-11-{d:02d}T07:00:00Z", sleep_hours=0) for d in range(7, 21)]
     app.client.post("/v1/users/u1/readings", json={"readings": nights})
-    assert band_counts() == {"high": 0, "moderate": 0, "low": 1}
+    shows({"high": 0, "moderate": 0, "low": 1})
     app.client.post("/v1/users/u2/readings", json={"readings": [reading(sleep_hours=8)]})
-    assert band_counts() == {"high": 0, "moderate": 1, "low": 1}
+    shows({"high": 0, "moderate": 1, "low": 1})
 
 
 def test_readiness_gauge_is_restored_from_the_database(

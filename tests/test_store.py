@@ -1,9 +1,13 @@
-"""SQLite storage: durability settings, migrations, exact daily totals, bounded reads."""
+"""Storage: SQLite durability settings, migrations and bounded reads; on both backends
+(SQLite and a real PostgreSQL), replacement without double counting, exact daily
+totals and users per band, checked against a reference model."""
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,14 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neuros import store as store_module
+from neuros.backend import Backend, Ingested
 from neuros.kpi import (
+    DailyInputs,
+    DayTotals,
     KpiInputs,
+    KpiSnapshot,
     Point,
     compute_from_daily,
     compute_snapshot,
     quantize,
     summarize,
 )
+from neuros.postgres import PostgresBackend
+from neuros.sqlite_backend import SqliteBackend
 from neuros.store import SCHEMA_VERSION, ReadingRow, Store, Transaction
 
 START = datetime(2020, 1, 1, 7, tzinfo=UTC)
@@ -59,7 +69,7 @@ def test_wal_full_sync_and_versioned_schema(store: Store, tmp_path: Path) -> Non
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.connect().execute("PRAGMA synchronous").fetchone()[0] == 2
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     store.close()
     reopened = Store(tmp_path / "nested" / "neuros.db")
     reopened.open()  # migrating twice is a no-op
@@ -351,7 +361,7 @@ def test_version_1_database_migrates_and_backfills(tmp_path: Path) -> None:
     store = Store(path)
     store.open()
     try:
-        assert store.schema_version() == 2
+        assert store.schema_version() == SCHEMA_VERSION
         expected = KpiInputs(
             as_of=raw[-1][0],
             latest_hrv=Point(raw[-1][0], quantize(raw[-1][1])),
@@ -370,3 +380,102 @@ def test_version_1_database_migrates_and_backfills(tmp_path: Path) -> None:
         assert store.readiness_counts() == {"high": 1}
     finally:
         store.close()
+
+
+# --- both backends, through the interface the agent uses ----------------------------
+
+
+@dataclass
+class Running:
+    """A started backend and the event loop it lives on."""
+
+    backend: Backend
+    runner: asyncio.Runner
+
+    def ingest(self, user: str, rows: list[ReadingRow]) -> Ingested:
+        return self.runner.run(self.backend.ingest(user, rows, _assess))
+
+    def inputs(self, user: str) -> DailyInputs | None:
+        return self.runner.run(self.backend.kpi_inputs(user))
+
+    def counts(self) -> dict[str, int]:
+        return self.runner.run(self.backend.readiness_counts())
+
+
+def _assess(inputs: DailyInputs) -> KpiSnapshot:
+    return compute_from_daily(inputs, NEED)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
+    backend: Backend
+    if request.param == "sqlite":
+        backend = SqliteBackend(tmp_path / "neuros.db")
+    else:
+        backend = PostgresBackend(request.getfixturevalue("pg_url"))
+    with asyncio.Runner() as runner:
+        runner.run(backend.start())
+        yield Running(backend, runner)
+        runner.run(backend.stop())
+
+
+def _day_totals(inputs: DailyInputs | None) -> dict[str, Mapping[date, DayTotals]]:
+    assert inputs is not None
+    return {"hrv": inputs.hrv, "resting_hr": inputs.resting_hr, "sleep": inputs.sleep}
+
+
+def test_backends_replace_a_resent_reading_and_keep_totals_exact(running: Running) -> None:
+    running.ingest("u", [row(START, hrv=30.0, sleep=6.0, resting_hr=50.0)])
+    same = START.astimezone(timezone(timedelta(hours=-5)))
+    running.ingest("u", [row(same, hrv=44.5, sleep=None, resting_hr=50.0)])
+    day = START.date()
+    assert _day_totals(running.inputs("u")) == {
+        "hrv": {day: DayTotals(44.5, 1)},
+        "resting_hr": {day: DayTotals(50.0, 1)},
+        "sleep": {},
+    }
+    # Within one batch the last reading of an instant wins; re-sent twice, same totals.
+    for _ in range(2):
+        running.ingest("u", [row(START, hrv=1.0), row(START, hrv=2.0, sleep=3.0)])
+    assert _day_totals(running.inputs("u")) == {
+        "hrv": {day: DayTotals(2.0, 1)},
+        "resting_hr": {day: DayTotals(55.0, 1)},
+        "sleep": {day: DayTotals(3.0, 1)},
+    }
+    assert running.inputs("nobody") is None
+
+
+def test_backends_count_users_per_band(running: Running) -> None:
+    assert running.counts() == {}
+    first = running.ingest("u1", [row(START, sleep=6.0)])
+    assert first.previous_band is None
+    band = first.snapshot.readiness.value
+    assert running.counts() == {band: 1}
+    nights = [row(START + timedelta(days=d), sleep=0.0) for d in range(1, 15)]
+    moved = running.ingest("u1", nights)
+    assert moved.previous_band == band
+    assert moved.snapshot.readiness.value == "low"
+    running.ingest("u2", [row(START, sleep=6.0)])
+    assert running.counts() == {"low": 1, band: 1}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(history=histories)
+def test_backends_equal_the_reference(running: Running, history: list[Sent]) -> None:
+    """Random histories through the agent's interface, on each backend: the stored
+    inputs are the reference model's, to the bit. Fresh user ids per example."""
+    prefix = uuid.uuid4().hex[:8]
+    for batch in history:
+        running.ingest(f"{prefix}-{batch.user}", batch.rows)
+    for user in ("a", "b"):
+        expected = _reference(history, user)
+        daily = running.inputs(f"{prefix}-{user}")
+        if expected is None:
+            assert daily is None
+            continue
+        assert daily == summarize(expected)
+        assert compute_from_daily(daily, NEED) == compute_snapshot(expected, NEED)

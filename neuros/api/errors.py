@@ -4,6 +4,7 @@ import logging
 import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -72,5 +73,6 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(sqlite3.Error, storage_error)
+    app.add_exception_handler(psycopg.Error, storage_error)
     app.add_exception_handler(StorageError, storage_error)
     app.add_exception_handler(Exception, unexpected_error)

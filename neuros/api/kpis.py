@@ -1,7 +1,7 @@
 """KPI snapshots and protocol advice.
 
-A snapshot is two indexed SQLite reads (``neuros.store``): they run on the event loop,
-which is cheaper than a worker-thread hop and a GIL hand-over per request.
+A snapshot is two indexed reads through the storage backend (``neuros.backend``); on
+SQLite they run on the event loop, cheaper than a worker-thread hop per request.
 """
 
 from typing import Any
@@ -34,7 +34,7 @@ def _no_data() -> HTTPException:
 )
 async def get_kpis(user_id: UserId, agent: KpisReader) -> Kpis:
     """The user's current KPI snapshot. Needs scope ``kpis:read`` for this user."""
-    snapshot = agent.snapshot(user_id)
+    snapshot = await agent.snapshot(user_id)
     if snapshot is None:
         raise _no_data()
     return Kpis.of(snapshot)
@@ -49,7 +49,7 @@ async def get_kpis(user_id: UserId, agent: KpisReader) -> Kpis:
 async def analyze(user_id: UserId, agent: Analyst) -> Analysis:
     """Protocol advice from the rule set documented in ``neuros.recommend``. Needs
     scope ``analyze`` for this user."""
-    result = agent.analyze(user_id)
+    result = await agent.analyze(user_id)
     if result is None:
         raise _no_data()
     snapshot, advice = result
