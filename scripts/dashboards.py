@@ -316,7 +316,10 @@ def _kpi_sections(
     requests = f"sum by (route) ({rate(n.requests, routes)})"
     server_errors = f"sum by (route) ({rate(n.requests, routes + ',status=~' + FIVE_XX)})"
     not_2xx = f"sum by (route, status) ({rate(n.requests, routes + ',status!~' + TWO_XX)})"
-    readiness = f"sum by (readiness) ({n.readiness}{{{job}}})"
+    # Every agent replica exports the same population (read from the shared
+    # database): max, not sum, over the replicas, or each user counts once per
+    # replica (scripts/check-stack rejects a sum). Per-request rates above sum.
+    readiness = f"max by (readiness) ({n.readiness}{{{job}}})"
 
     def buckets(histogram: str) -> list[Query]:
         expr = f"sum by (le) ({rate(histogram + '_bucket', job)})"
@@ -421,9 +424,13 @@ def _kpi_sections(
             .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"])),
             ds,
             "Users per readiness band",
-            "Users whose latest KPI snapshot is in each readiness band (low, moderate, high).",
+            "Users whose latest KPI snapshot is in each readiness band (low, moderate, high), "
+            "and all of them.",
             "short",
-            [Query(readiness, "{{readiness}}")],
+            [
+                Query(readiness, "{{readiness}}"),
+                Query(_recorded(records, "job:neuros_users:count"), "all users"),
+            ],
             width=8,
         ),
         panel(

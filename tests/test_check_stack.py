@@ -307,9 +307,46 @@ def break_rule_syntax(repo: Path) -> tuple[str, str]:
     return rule.file, f"{rule.kind} {rule.name!r}: PromQL"
 
 
+def _sum_population(expr: str) -> str:
+    """``expr`` with its deduplicating aggregations of a population gauge made sums."""
+    gauges = "|".join(sorted(cs.SHARED_GAUGES))
+    summed = re.sub(
+        rf"\b(?:max|min|avg)(\s+(?:by|without)\s*\([^)]*\)\s*\(\s*(?:{gauges}))", r"sum\1", expr
+    )
+    if summed == expr:
+        raise AssertionError(f"no deduplicated population gauge in {expr!r}")
+    return summed
+
+
+def break_population_rule(repo: Path) -> tuple[str, str]:
+    """A recording rule that sums the replicas' identical population gauge."""
+    gauge = sorted(cs.SHARED_GAUGES)[0]
+    for rule in cs.load_rules(repo, cs.Report()):
+        if gauge in rule.expr:
+            path = repo / rule.file
+            path.write_text(path.read_text().replace(rule.expr, _sum_population(rule.expr)))
+            return rule.file, f"{rule.kind} {rule.name!r}: sum over {gauge} counts"
+    raise AssertionError(f"no rule reads {gauge}")
+
+
+def break_population_panel(repo: Path) -> tuple[str, str]:
+    """A dashboard panel that sums the replicas' identical population gauge."""
+    gauge = sorted(cs.SHARED_GAUGES)[0]
+    for dashboard in _dashboards(repo):
+        for panel in cs.iter_panels(dashboard.model.get("panels") or []):
+            for target in panel.get("targets") or []:
+                if gauge in target.get("expr", ""):
+                    target["expr"] = _sum_population(target["expr"])
+                    _write_json(repo / dashboard.file, dashboard.model)
+                    return dashboard.file, f"sum over {gauge} counts"
+    raise AssertionError(f"no dashboard target reads {gauge}")
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
+        break_population_rule,
+        break_population_panel,
         break_dashboard_uid,
         break_datasource_link,
         break_dashboard_metric,
@@ -425,6 +462,28 @@ def test_metric_reads_walk_the_ast() -> None:
         ("f", None),
     }
     assert reads.patterns == {"e_.*"}
+
+
+@pytest.mark.parametrize(
+    ("expr", "flagged"),
+    [
+        ('sum by (job) (neuros_users_by_readiness{job="neuros"})', True),
+        ("sum without (instance) (neuros_users_by_readiness)", True),
+        ("count(neuros_users_by_readiness)", True),
+        ('sum({__name__="neuros_users_by_readiness"})', True),
+        ("sum(max_over_time(neuros_users_by_readiness[5m]))", True),
+        ("sum by (job) (max without (instance) (neuros_users_by_readiness))", False),
+        ("max by (readiness) (neuros_users_by_readiness)", False),
+        ("sum by (instance, readiness) (neuros_users_by_readiness)", False),
+        ("sum without (readiness) (neuros_users_by_readiness)", False),
+        ("neuros_users_by_readiness / 2", False),
+        ("sum(rate(neuros_http_requests_total[5m]))", False),
+    ],
+)
+def test_replica_sums_flag_population_gauges_added_up_across_instances(
+    expr: str, flagged: bool
+) -> None:
+    assert bool(cs.replica_sums(promql_parser.parse(expr))) is flagged
 
 
 def test_producers_accept_exact_names_prefixes_and_regexes() -> None:

@@ -20,7 +20,9 @@ e. every host:port one component uses to reach another (scrape and Alertmanager
    targets, collector exporters, Tempo's remote write, Grafana datasource urls, the
    agent's OTLP endpoint) names a docker-compose service and a port it exposes
    (``expose:`` and ``ports:`` targets), and the collector and Tempo configs listen,
-   off loopback, on every port their service exposes.
+   off loopback, on every port their service exposes;
+f. no rule or panel sums a population gauge (identical on every agent replica, read
+   from the shared database) across instances: it is deduplicated first.
 
 With ``--prometheus URL`` every dashboard panel query is also run (instant, at now),
 and those returning no series are findings unless ``grafana/expected-empty.yml``
@@ -97,6 +99,7 @@ from .promql import (
     promtool_errors,
     substitute_variables,
 )
+from .replicas import SHARED_GAUGES, check_replica_sums, replica_sums
 from .report import Finding, LiveResult, Report, json_report, summary
 from .rules import Rule, load_rules, rule_queries
 from .runbook import check_runbook, github_anchor
@@ -115,6 +118,7 @@ __all__ = [
     "REPO_ROOT",
     "RULES_DIR",
     "RUNBOOK",
+    "SHARED_GAUGES",
     "STORAGE_SCRIPT",
     "TEMPO_CONFIG",
     "Dashboard",
@@ -140,6 +144,7 @@ __all__ = [
     "check_expectations_match",
     "check_listeners",
     "check_metric_names",
+    "check_replica_sums",
     "check_runbook",
     "collect_producers",
     "dashboard_queries",
@@ -162,6 +167,7 @@ __all__ = [
     "parse_queries",
     "prometheus_query_function",
     "promtool_errors",
+    "replica_sums",
     "rule_queries",
     "run_live",
     "stack_endpoints",

@@ -29,6 +29,7 @@ from .grafana import (
 from .live import prometheus_query_function, run_live
 from .producers import check_metric_names, collect_producers
 from .promql import PROMTOOL_MISSING, Windows, find_promtool, in_ci, parse_queries
+from .replicas import check_replica_sums
 from .report import Report
 from .rules import load_rules, rule_queries
 from .runbook import check_runbook
@@ -68,6 +69,7 @@ def check(options: Options) -> Report:
     asts = parse_queries(queries, promtool, report)
     producers = collect_producers(repo, rules, agent_jobs(prometheus_config, hosts), report)
     check_metric_names(queries, asts, producers, report)
+    check_replica_sums(queries, asts, report)
 
     check_runbook(repo, rules, report)
 
