@@ -7,11 +7,16 @@
 #   2. neuros-base:bookworm, a debootstrap Debian imported with `docker import`;
 #   3. neuros:$NEUROS_IMAGE_TAG from neuros/Dockerfile on that base;
 #   4. the Prometheus and Alertmanager images named in .env.example, built from the
-#      Debian binaries scripts/install-tools.sh unpacked (docker/*.Dockerfile).
+#      Debian binaries scripts/install-tools.sh unpacked (docker/*.Dockerfile);
+#   5. neuros-base:trixie, a second debootstrap base: trixie is the Debian suite that
+#      carries PostgreSQL 17 and HAProxy 3.0, the majors docker-compose.scale.yml pins;
+#   6. the POSTGRES_IMAGE and HAPROXY_IMAGE of .env.example, from trixie's packages
+#      (docker/postgres.Dockerfile, docker/haproxy.Dockerfile; the builds fail if the
+#      archive's version is not the pinned one).
 #
-# No container registry is reachable where the tests run: the base and the two
-# Prometheus images stand in for the upstream ones only for that reason. Every
-# image built here carries the label org.neuros.local-build=true.
+# No container registry is reachable where the tests run: the bases and the
+# Prometheus, PostgreSQL and HAProxy images stand in for the upstream ones only for
+# that reason. Every image built here carries the label org.neuros.local-build=true.
 #
 # Idempotent: a step whose result is present and current is skipped, so a second
 # run takes seconds. Needs root for the engine and for debootstrap.
@@ -31,6 +36,11 @@ readonly BASE_SUITE="bookworm"
 # wget: the compose healthchecks of Prometheus and Alertmanager call it (the
 # upstream images are busybox-based and have wget, not curl).
 readonly BASE_INCLUDE="python3,python3-venv,ca-certificates,curl,wget"
+# The scale profile's images install their server from the archive in `docker build`,
+# so this base stays minimal (passwd: the builds create the upstream uids).
+readonly TRIXIE_IMAGE="neuros-base:trixie"
+readonly TRIXIE_SUITE="trixie"
+readonly TRIXIE_INCLUDE="ca-certificates,passwd"
 readonly LOCAL_LABEL="org.neuros.local-build"
 # Hash of everything an image was built from; a different hash means rebuild.
 readonly INPUT_LABEL="org.neuros.input-hash"
@@ -47,8 +57,10 @@ usage() {
 Usage: $(basename "$0") [--dry-run] [--help]
 
 Starts a Docker engine (installing docker.io when dockerd is missing) and builds
-${BASE_IMAGE}, neuros:<NEUROS_IMAGE_TAG>, and the PROMETHEUS_IMAGE and
-ALERTMANAGER_IMAGE of .env.example from the binaries in the tools folder.
+${BASE_IMAGE}, neuros:<NEUROS_IMAGE_TAG>, the PROMETHEUS_IMAGE and
+ALERTMANAGER_IMAGE of .env.example from the binaries in the tools folder, then
+${TRIXIE_IMAGE} and the POSTGRES_IMAGE and HAPROXY_IMAGE of .env.example from
+Debian trixie's packages.
 Run scripts/install-tools.sh first.
 
 Options:
@@ -217,30 +229,31 @@ input_hash() {
 
 # --- 2. the base image -----------------------------------------------------
 
+# Imports image $1: a debootstrap minbase of suite $2 with the packages $3.
 ensure_base() {
-  local want
-  want="$(input_hash "debootstrap --variant=minbase --include=${BASE_INCLUDE} ${BASE_SUITE}" \
+  local image="$1" suite="$2" include="$3" want
+  want="$(input_hash "debootstrap --variant=minbase --include=${include} ${suite}" \
     "${HOST_CA_BUNDLE}")"
-  if [[ "$(image_label "${BASE_IMAGE}" "${INPUT_LABEL}")" == "${want}" ]]; then
-    log "${BASE_IMAGE}: up to date"
+  if [[ "$(image_label "${image}" "${INPUT_LABEL}")" == "${want}" ]]; then
+    log "${image}: up to date"
     return
   fi
   command -v debootstrap >/dev/null || apt_install debootstrap
   (( EUID == 0 )) || die "debootstrap needs root"
-  local mirror rootfs="${WORK_DIR}/rootfs"
+  local mirror rootfs="${WORK_DIR}/rootfs-${suite}"
   mirror="$(archive_uri)"
-  log "${BASE_IMAGE}: debootstrap ${BASE_SUITE} from ${mirror} (include: ${BASE_INCLUDE})"
+  log "${image}: debootstrap ${suite} from ${mirror} (include: ${include})"
   if (( DRY_RUN )); then
-    echo "would run: debootstrap --variant=minbase --include=${BASE_INCLUDE}" \
-      "${BASE_SUITE} ROOTFS ${mirror}"
+    echo "would run: debootstrap --variant=minbase --include=${include}" \
+      "${suite} ROOTFS ${mirror}"
     echo "would copy ${HOST_CA_BUNDLE} into ROOTFS, then run:" \
-      "tar -C ROOTFS -c . | docker import - ${BASE_IMAGE}"
+      "tar -C ROOTFS -c . | docker import - ${image}"
     return
   fi
-  if ! debootstrap --variant=minbase --include="${BASE_INCLUDE}" \
-    "${BASE_SUITE}" "${rootfs}" "${mirror}" >"${WORK_DIR}/debootstrap.log" 2>&1; then
+  if ! debootstrap --variant=minbase --include="${include}" \
+    "${suite}" "${rootfs}" "${mirror}" >"${WORK_DIR}/debootstrap.log" 2>&1; then
     tail -n 30 "${WORK_DIR}/debootstrap.log" >&2
-    die "debootstrap failed; its log ends as above"
+    die "debootstrap of ${suite} failed; its log ends as above"
   fi
   # The host's bundle: it may trust a TLS-intercepting proxy that pip in the
   # image build must go through, as the host's pip does.
@@ -248,9 +261,10 @@ ensure_base() {
   rm -rf "${rootfs}/var/cache/apt/archives/"*.deb "${rootfs}/var/lib/apt/lists/"*
   tar -C "${rootfs}" -c . | docker import \
     --change "LABEL ${LOCAL_LABEL}=true ${INPUT_LABEL}=${want}" \
-    --message "debootstrap --variant=minbase --include=${BASE_INCLUDE} ${BASE_SUITE}" \
-    - "${BASE_IMAGE}" >/dev/null
-  log "${BASE_IMAGE}: imported ($(image_id "${BASE_IMAGE}"))"
+    --message "debootstrap --variant=minbase --include=${include} ${suite}" \
+    - "${image}" >/dev/null
+  rm -rf "${rootfs}"
+  log "${image}: imported ($(image_id "${image}"))"
 }
 
 # --- 3. the agent ----------------------------------------------------------
@@ -339,6 +353,47 @@ build_alertmanager() {
     "${ALERTMANAGER_SHARE}:share"
 }
 
+# --- 5./6. PostgreSQL and HAProxy -----------------------------------------
+
+# Builds image $1 from docker/$2.Dockerfile on the trixie base, with
+# docker/$2-entrypoint.sh as the context's docker-entrypoint.sh and the build
+# argument $3 (NAME=VERSION), unless it is current. The Dockerfile installs the
+# server with apt-get, so the build uses the host's network; the image is rebuilt
+# only when an input changes (its hash label), not each time the archive moves.
+build_apt_image() {
+  local image="$1" name="$2" version_arg="$3"
+  local dockerfile="${REPO_ROOT}/docker/${name}.Dockerfile"
+  local entrypoint="${REPO_ROOT}/docker/${name}-entrypoint.sh"
+  local want
+  want="$(input_hash "${dockerfile}" "${entrypoint}" "${version_arg}" \
+    "$(image_id "${TRIXIE_IMAGE}")")"
+  if [[ "$(image_label "${image}" "${INPUT_LABEL}")" == "${want}" ]]; then
+    log "${image}: up to date"
+    return
+  fi
+  local context="${WORK_DIR}/${name}"
+  mkdir -p "${context}"
+  cp "${dockerfile}" "${context}/Dockerfile"
+  cp "${entrypoint}" "${context}/docker-entrypoint.sh"
+  log "${image}: docker build from docker/${name}.Dockerfile"
+  docker_build "${image}" --network host \
+    --build-arg "BASE_IMAGE=${TRIXIE_IMAGE}" --build-arg "${version_arg}" \
+    --label "${LOCAL_LABEL}=true" --label "${INPUT_LABEL}=${want}" \
+    -t "${image}" "${context}"
+}
+
+build_postgres() {
+  local image
+  image="$(env_value POSTGRES_IMAGE)"
+  build_apt_image "${image}" postgres "PG_VERSION=${image##*:}"
+}
+
+build_haproxy() {
+  local image
+  image="$(env_value HAPROXY_IMAGE)"
+  build_apt_image "${image}" haproxy "HAPROXY_VERSION=${image##*:}"
+}
+
 main() {
   while (( $# )); do
     case "$1" in
@@ -377,14 +432,18 @@ main() {
   if (( DRY_RUN )) && ! engine_up; then
     echo "would build (the engine is not running, so none can be checked):" \
       "${BASE_IMAGE}, neuros:$(env_value NEUROS_IMAGE_TAG)," \
-      "$(env_value PROMETHEUS_IMAGE), $(env_value ALERTMANAGER_IMAGE)"
+      "$(env_value PROMETHEUS_IMAGE), $(env_value ALERTMANAGER_IMAGE)," \
+      "${TRIXIE_IMAGE}, $(env_value POSTGRES_IMAGE), $(env_value HAPROXY_IMAGE)"
     log "dry run: nothing was changed"
     exit 0
   fi
-  timed "${BASE_IMAGE}" ensure_base
+  timed "${BASE_IMAGE}" ensure_base "${BASE_IMAGE}" "${BASE_SUITE}" "${BASE_INCLUDE}"
   timed "neuros image" build_neuros
   timed "prometheus image" build_prometheus
   timed "alertmanager image" build_alertmanager
+  timed "${TRIXIE_IMAGE}" ensure_base "${TRIXIE_IMAGE}" "${TRIXIE_SUITE}" "${TRIXIE_INCLUDE}"
+  timed "postgres image" build_postgres
+  timed "haproxy image" build_haproxy
 
   log "timings:"
   printf '  %s\n' "${TIMINGS[@]}"

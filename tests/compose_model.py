@@ -27,6 +27,9 @@ from neuros.config import DEFAULT_PORT, METRICS_PORT
 from tests.tooling import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+# The opt-in scale override, rendered on top of COMPOSE_FILE.
+SCALE_FILE = REPO_ROOT / "docker-compose.scale.yml"
+HAPROXY_CONFIG = REPO_ROOT / "haproxy" / "haproxy.cfg"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 OTEL_CONFIG = REPO_ROOT / "otel" / "config.yml"
 TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yml"
@@ -35,6 +38,8 @@ DASHBOARD_PROVIDERS = REPO_ROOT / "grafana" / "provisioning" / "dashboards" / "d
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 PASSWORD_VARIABLE = "GRAFANA_ADMIN_PASSWORD"  # noqa: S105 - a name, not a value
+POSTGRES_PASSWORD_VARIABLE = "POSTGRES_PASSWORD"  # noqa: S105 - a name, not a value
+REPLICAS_VARIABLE = "NEUROS_REPLICAS"
 LOOPBACK = "127.0.0.1"
 
 Model = dict[str, Any]
@@ -49,6 +54,20 @@ IMAGE_VARIABLES: dict[str, str] = {
     "otel-collector": "OTELCOL_IMAGE",
     "node-exporter": "NODE_EXPORTER_IMAGE",
 }
+# The scale override's services, by the same rule.
+POSTGRES = "postgres"
+LOAD_BALANCER = "neuros-lb"
+SCALE_IMAGE_VARIABLES: dict[str, str] = {
+    POSTGRES: "POSTGRES_IMAGE",
+    LOAD_BALANCER: "HAPROXY_IMAGE",
+}
+# The majors (and for HAProxy the minor: 3.0 is the LTS branch) the scale images pin.
+SCALE_IMAGE_VERSIONS: dict[str, str] = {POSTGRES: "17", LOAD_BALANCER: "3.0"}
+POSTGRES_DATA = "/var/lib/postgresql/data"
+POSTGRES_PORT = 5432
+HAPROXY_CONFIG_TARGET = "/usr/local/etc/haproxy/haproxy.cfg"
+# HAProxy's `server-template` slots: NEUROS_REPLICAS may not exceed them.
+SERVER_TEMPLATE = re.compile(r"^\s*server-template\s+\S+\s+(?P<slots>\d+)\s+(?P<address>\S+)", re.M)
 # The agent's own image (built from neuros/Dockerfile), also used by the one-shot.
 AGENT_IMAGE_SERVICES = ("neuros", "volume-init")
 AGENT_TAG_VARIABLE = "NEUROS_IMAGE_TAG"
@@ -70,6 +89,8 @@ HEALTHCHECK_EXEMPT = frozenset({*IMAGES_WITHOUT_TOOLS, ONE_SHOT})
 # with CAP_CHOWN as its only capability.
 ROOT_EXEMPT: dict[str, frozenset[str]] = {ONE_SHOT: frozenset({"CHOWN"})}
 PUBLISHING_SERVICES = frozenset({"grafana", "neuros"})
+# With the scale override the load balancer publishes the API in the agent's place.
+SCALE_PUBLISHING_SERVICES = frozenset({"grafana", "neuros-lb"})
 AGENT = "neuros"
 # The agent's tokens folder: compose mounts ${TOKENS_DIR_VARIABLE:-./secrets/neuros} there
 # (tests/dockerstack.py points the variable at a temporary folder).
@@ -107,9 +128,19 @@ IMAGE_TOOLS: dict[str, frozenset[str]] = {
     "prom/": frozenset({"wget"}),  # busybox-based
     "grafana/grafana:": frozenset({"wget"}),  # alpine/ubuntu-based, ships wget
     "neuros:": frozenset({"python3"}),  # python slim, no curl or wget
+    "postgres:": frozenset({"pg_isready"}),
+    "haproxy:": frozenset({"bash"}),  # Debian-based upstream image: bash, no HTTP client
 }
 
 EXACT_TAG = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+# PostgreSQL numbers its releases major.minor since 10: 17.12 is one exact release.
+TWO_PART_TAG = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")
+TWO_PART_VERSIONED = frozenset({POSTGRES})
+
+
+def exact_tag(service: str, tag: str) -> re.Match[str] | None:
+    pattern = TWO_PART_TAG if service in TWO_PART_VERSIONED else EXACT_TAG
+    return pattern.match(tag)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -136,6 +167,16 @@ class Stack:
     password: str
     compose_file: Path = COMPOSE_FILE
     env_file: Path = ENV_EXAMPLE
+    # Files rendered on top of compose_file (the scale override), and the database
+    # password the override requires; None renders without it.
+    overrides: tuple[Path, ...] = ()
+    postgres_password: str | None = None
+    # Read by the scale checks; tests point it at a mutated copy.
+    haproxy_config: Path = HAPROXY_CONFIG
+
+    @property
+    def is_scale(self) -> bool:
+        return bool(self.overrides)
 
     def render(
         self,
@@ -151,11 +192,15 @@ class Stack:
         environ = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
         if with_password:
             environ[PASSWORD_VARIABLE] = self.password
+            if self.postgres_password is not None:
+                environ[POSTGRES_PASSWORD_VARIABLE] = self.postgres_password
         environ.update(env or {})
+        files = [argument for path in self.overrides for argument in ("--file", str(path))]
         command = [
             self.compose_binary,
             "--file",
             str(self.compose_file),
+            *files,
             "--project-directory",
             str(REPO_ROOT),
             "--env-file",
@@ -216,8 +261,10 @@ def under(path: str, directory: str) -> bool:
 
 
 def host_path(service: Service, container_path: str) -> Path | None:
-    """Where a container path of a bind mount lives on the host."""
-    for mount in mounts(service, "bind"):
+    """Where a container path of a bind mount lives on the host (the deepest mount
+    wins, as in the container: the scale override mounts a file into a folder mount)."""
+    binds = sorted(mounts(service, "bind"), key=lambda m: len(PurePosixPath(m["target"]).parts))
+    for mount in reversed(binds):
         if under(container_path, mount["target"]):
             relative = PurePosixPath(container_path).relative_to(mount["target"])
             return Path(mount["source"]) / relative
@@ -228,7 +275,7 @@ def expected_image(service: str, env: Mapping[str, str]) -> str | None:
     if service in AGENT_IMAGE_SERVICES:
         tag = env.get(AGENT_TAG_VARIABLE)
         return None if tag is None else f"neuros:{tag}"
-    variable = IMAGE_VARIABLES.get(service)
+    variable = IMAGE_VARIABLES.get(service) or SCALE_IMAGE_VARIABLES.get(service)
     return None if variable is None else env.get(variable)
 
 
@@ -324,7 +371,7 @@ def check_images(stack: Stack) -> list[str]:
         _, tag = split_image(image)
         if tag is None:
             problems.append(f"{name}: image {image!r} has no tag")
-        elif tag == "latest" or not EXACT_TAG.match(tag):
+        elif tag == "latest" or not exact_tag(name, tag):
             problems.append(f"{name}: image {image!r} is not pinned to an exact version")
     majors = {"prometheus": "3", "tempo": "2"}
     for name, major in majors.items():
@@ -345,9 +392,8 @@ def check_images(stack: Stack) -> list[str]:
 
 def check_image_variables(stack: Stack) -> list[str]:
     """Each image follows its variable: nothing is hard-coded in the compose file."""
-    probe = {
-        variable: f"{stack.env.get(variable, 'x:1')}-probe" for variable in IMAGE_VARIABLES.values()
-    }
+    variables = [*IMAGE_VARIABLES.values(), *SCALE_IMAGE_VARIABLES.values()]
+    probe = {variable: f"{stack.env.get(variable, 'x:1')}-probe" for variable in variables}
     probe[AGENT_TAG_VARIABLE] = f"{stack.env.get(AGENT_TAG_VARIABLE, '0')}-probe"
     rendered = stack.render_model(env=probe)["services"]
     problems: list[str] = []
@@ -524,8 +570,9 @@ def published(model: Model) -> list[tuple[str, dict[str, Any]]]:
 
 def check_ports(stack: Stack) -> list[str]:
     problems: list[str] = []
+    publishing = SCALE_PUBLISHING_SERVICES if stack.is_scale else PUBLISHING_SERVICES
     for name, port in published(stack.model):
-        if name not in PUBLISHING_SERVICES:
+        if name not in publishing:
             problems.append(f"{name}: publishes port {port.get('target')}")
         if port.get("host_ip") != LOOPBACK:
             problems.append(
@@ -708,4 +755,218 @@ CHECKS: tuple[Check, ...] = (
     check_agent_ports,
     check_api_tokens,
     check_secrets_ignored,
+)
+
+
+# --- the scale override ------------------------------------------------------------
+
+
+def haproxy_directives(text: str) -> list[list[str]]:
+    """Each non-comment line of an HAProxy config, split into words."""
+    lines = (line.split("#", 1)[0].split() for line in text.splitlines())
+    return [words for words in lines if words]
+
+
+def scale_agent_replicas(stack: Stack) -> int:
+    replicas = (stack.services.get(AGENT, {}).get("deploy") or {}).get("replicas")
+    return int(replicas) if replicas is not None else 1
+
+
+def check_scale_services(stack: Stack) -> list[str]:
+    """The override adds postgres and the load balancer, runs NEUROS_REPLICAS agents
+    (at least two, at most HAProxy's server-template slots) and nothing else."""
+    problems: list[str] = []
+    names = set(stack.services)
+    wanted = EXPECTED_SERVICES | frozenset(SCALE_IMAGE_VARIABLES)
+    if missing := sorted(wanted - names):
+        problems.append(f"services missing: {missing}")
+    if extra := sorted(names - wanted):
+        problems.append(f"unexpected services (add them to the rules first): {extra}")
+    replicas = scale_agent_replicas(stack)
+    default = int(stack.env.get(REPLICAS_VARIABLE, "0") or 0)
+    if replicas < 2 or replicas != default:
+        problems.append(
+            f"{AGENT}: {replicas} replica(s), not {REPLICAS_VARIABLE}={default} (at least 2)"
+        )
+    probe = stack.render_model(env={REPLICAS_VARIABLE: "3"})["services"].get(AGENT, {})
+    if (probe.get("deploy") or {}).get("replicas") != 3:
+        problems.append(f"{AGENT}: replicas ignore {REPLICAS_VARIABLE}")
+    template = SERVER_TEMPLATE.search(stack.haproxy_config.read_text())
+    slots = int(template["slots"]) if template else 0
+    if replicas > slots:
+        problems.append(
+            f"{HAPROXY_CONFIG.name}: {slots} server-template slot(s) for {replicas} replicas"
+        )
+    return problems
+
+
+def check_scale_images(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    for name, version in SCALE_IMAGE_VERSIONS.items():
+        _, tag = split_image(str(stack.services.get(name, {}).get("image") or ""))
+        found = exact_tag(name, tag or "")
+        have = "" if found is None else f"{found['major']}.{found['minor']}"
+        if found is None or not f"{have}.".startswith(f"{version}."):
+            problems.append(f"{name}: image tag {tag!r} is not {version}.x")
+    return problems
+
+
+def check_scale_postgres(stack: Stack) -> list[str]:
+    """postgres: never published, password required from the env, data on a named
+    volume, pg_isready healthcheck; the agents' URL names it and its credentials."""
+    problems: list[str] = []
+    postgres = stack.services.get(POSTGRES, {})
+    if postgres.get("ports"):
+        problems.append(f"{POSTGRES}: publishes {postgres['ports']}; only the agents reach it")
+    environment = postgres.get("environment") or {}
+    if environment.get(POSTGRES_PASSWORD_VARIABLE) != stack.postgres_password:
+        problems.append(f"{POSTGRES}: POSTGRES_PASSWORD is not {POSTGRES_PASSWORD_VARIABLE}")
+    for label, env in (("unset", {}), ("empty", {POSTGRES_PASSWORD_VARIABLE: ""})):
+        result = stack.render(
+            "-q", env={PASSWORD_VARIABLE: stack.password, **env}, with_password=False
+        )
+        if result.returncode == 0 or POSTGRES_PASSWORD_VARIABLE not in result.stderr:
+            problems.append(
+                f"{POSTGRES}: rendering with {POSTGRES_PASSWORD_VARIABLE} {label} does not"
+                f" fail naming it (exit {result.returncode})"
+            )
+    if stack.env.get(POSTGRES_PASSWORD_VARIABLE):
+        problems.append(f"{stack.env_file.name}: commits a {POSTGRES_PASSWORD_VARIABLE} value")
+    declared = set(stack.model.get("volumes") or {})
+    named = {m["target"]: m["source"] for m in mounts(postgres, "volume")}
+    if named.get(POSTGRES_DATA) not in declared:
+        problems.append(f"{POSTGRES}: no named volume at {POSTGRES_DATA}")
+    test = (postgres.get("healthcheck") or {}).get("test") or []
+    if not has_healthcheck(postgres) or "pg_isready" not in [str(part) for part in test]:
+        problems.append(f"{POSTGRES}: healthcheck does not run pg_isready ({test})")
+    exposed = {str(port).split("/")[0] for port in postgres.get("expose") or []}
+    if str(POSTGRES_PORT) not in exposed:
+        problems.append(f"{POSTGRES}: does not expose {POSTGRES_PORT}")
+    agent = stack.services.get(AGENT, {})
+    agent_env = agent.get("environment") or {}
+    url = str(agent_env.get("NEUROS_DATABASE_URL") or "")
+    found = re.fullmatch(
+        r"postgresql://(?P<user>[^:@]+):(?P<password>[^@]*)@(?P<host>[^:/]+):(?P<port>\d+)/(?P<db>\w+)",
+        url,
+    )
+    want = (
+        environment.get("POSTGRES_USER"),
+        stack.postgres_password,
+        POSTGRES,
+        str(POSTGRES_PORT),
+        environment.get("POSTGRES_DB"),
+    )
+    if found is None or found.group("user", "password", "host", "port", "db") != want:
+        problems.append(
+            f"{AGENT}: NEUROS_DATABASE_URL does not name {POSTGRES}:{POSTGRES_PORT} with its"
+            " POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB"
+        )
+    if "NEUROS_DB_PATH" in agent_env:
+        problems.append(f"{AGENT}: NEUROS_DB_PATH is still set: the replicas share postgres")
+    condition = ((agent.get("depends_on") or {}).get(POSTGRES) or {}).get("condition")
+    if condition != "service_healthy":
+        problems.append(f"{AGENT}: does not wait for a healthy {POSTGRES} ({condition})")
+    return problems
+
+
+def check_scale_load_balancer(stack: Stack) -> list[str]:
+    """The load balancer publishes the API port in the agent's place (the agent
+    publishes nothing), forwards to every replica found through Docker's DNS on the
+    agent's API port, checks /ready, retries on connection failures on another
+    replica, and its config is the repository's haproxy/haproxy.cfg."""
+    problems: list[str] = []
+    lb = stack.services.get(LOAD_BALANCER, {})
+    agent = stack.services.get(AGENT, {})
+    if agent.get("ports"):
+        problems.append(f"{AGENT}: publishes {agent['ports']}; the load balancer does")
+    ports = lb.get("ports") or []
+    published_port = stack.env.get("NEUROS_PUBLISHED_PORT")
+    if [str(port.get("published")) for port in ports] != [published_port]:
+        problems.append(
+            f"{LOAD_BALANCER}: publishes {[p.get('published') for p in ports]}, not only"
+            f" NEUROS_PUBLISHED_PORT={published_port}"
+        )
+    binds = {m["target"]: m for m in mounts(lb, "bind")}
+    config = binds.get(HAPROXY_CONFIG_TARGET)
+    if config is None or config.get("source") != str(HAPROXY_CONFIG):
+        problems.append(f"{LOAD_BALANCER}: ./haproxy/haproxy.cfg is not at {HAPROXY_CONFIG_TARGET}")
+    directives = haproxy_directives(stack.haproxy_config.read_text())
+    bound = [words[1].rpartition(":")[2] for words in directives if words[0] == "bind"]
+    targets = [str(port.get("target")) for port in ports]
+    if bound != targets:
+        problems.append(
+            f"{HAPROXY_CONFIG.name}: binds {bound}, the published targets are {targets}"
+        )
+    template = SERVER_TEMPLATE.search(stack.haproxy_config.read_text())
+    address = template["address"] if template else None
+    if address != f"{AGENT}:{DEFAULT_PORT}":
+        problems.append(
+            f"{HAPROXY_CONFIG.name}: server-template forwards to {address},"
+            f" not the agent's API {AGENT}:{DEFAULT_PORT}"
+        )
+    lines = {" ".join(words) for words in directives}
+    for wanted in ("option httpchk GET /ready", "option redispatch 1"):
+        if wanted not in lines:
+            problems.append(f"{HAPROXY_CONFIG.name}: no `{wanted}`")
+    retry_on = next((words[1:] for words in directives if words[0] == "retry-on"), [])
+    if "conn-failure" not in retry_on:
+        problems.append(f"{HAPROXY_CONFIG.name}: retry-on {retry_on} lacks conn-failure")
+    if not any(
+        words[:2] == ["nameserver", "dns"] and words[2] == "127.0.0.11:53"
+        for words in directives
+        if len(words) > 2
+    ):
+        problems.append(f"{HAPROXY_CONFIG.name}: does not resolve through Docker's DNS")
+    condition = ((lb.get("depends_on") or {}).get(AGENT) or {}).get("condition")
+    if condition != "service_healthy":
+        problems.append(f"{LOAD_BALANCER}: does not wait for a healthy {AGENT} ({condition})")
+    return problems
+
+
+def check_scale_prometheus(stack: Stack) -> list[str]:
+    """Prometheus reads the generated scale config, whose job `neuros` discovers every
+    replica by DNS (type A) on the agent's service name and metrics port."""
+    from scripts import prometheus_scale
+
+    prometheus = stack.services.get("prometheus", {})
+    config_flag = flag_value(prometheus, "--config.file")
+    config = host_path(prometheus, config_flag) if config_flag else None
+    if config != prometheus_scale.TARGET:
+        return [f"prometheus: --config.file={config_flag} is {config}, not the scale config"]
+    problems: list[str] = []
+    if config.read_text() != prometheus_scale.render():
+        problems.append(f"{config.name}: stale, run `python -m scripts.prometheus_scale`")
+    port = (stack.services.get(AGENT, {}).get("environment") or {}).get("NEUROS_METRICS_PORT")
+    jobs = [
+        job for job in load_yaml(config).get("scrape_configs") or [] if job.get("job_name") == AGENT
+    ]
+    discovery = [sd for job in jobs for sd in job.get("dns_sd_configs") or []]
+    statics = [static for job in jobs for static in job.get("static_configs") or []]
+    want = {"names": [AGENT], "type": "A", "port": int(port or 0)}
+    if len(discovery) != 1 or {k: discovery[0].get(k) for k in want} != want or statics:
+        problems.append(
+            f"prometheus: {config.name} job {AGENT} finds {discovery} (static {statics}),"
+            f" not dns_sd type A on {AGENT}:{port} (NEUROS_METRICS_PORT)"
+        )
+    return problems
+
+
+SCALE_CHECKS: tuple[Check, ...] = (
+    check_scale_services,
+    check_scale_images,
+    check_scale_postgres,
+    check_scale_load_balancer,
+    check_scale_prometheus,
+    # The base file's rules, on the merged model: the override's services must be
+    # as hardened, capped, health-checked and pinned as the rest.
+    check_images,
+    check_image_variables,
+    check_config_mounts,
+    check_wiring,
+    check_healthchecks,
+    check_limits,
+    check_ports,
+    check_bind_address_variable,
+    check_hardening,
+    check_api_tokens,
 )

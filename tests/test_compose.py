@@ -692,3 +692,273 @@ def test_setup_refuses_unknown_arguments(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown argument: --force" in result.stderr
     assert "Usage:" in result.stderr
+
+
+# --- the scale override (docker-compose.scale.yml) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale_stack(compose_binary: str, password: str) -> cm.Stack:
+    return cm.Stack(
+        compose_binary,
+        password,
+        overrides=(cm.SCALE_FILE,),
+        postgres_password=secrets.token_urlsafe(24),
+    )
+
+
+@pytest.mark.parametrize("check", cm.SCALE_CHECKS, ids=lambda check: check.__name__)
+def test_repository_scale_stack(scale_stack: cm.Stack, check: cm.Check) -> None:
+    problems = check(scale_stack)
+    assert problems == [], f"{check.__name__}: the scale override broke:\n" + "\n".join(problems)
+
+
+def test_scale_override_config_quiet_validates(scale_stack: cm.Stack) -> None:
+    """`docker compose -f docker-compose.yml -f docker-compose.scale.yml config -q`."""
+    result = scale_stack.render("-q")
+    assert result.returncode == 0, f"compose config -q rejects the override: {result.stderr}"
+    assert result.stdout == "", f"config -q printed output: {result.stdout!r}"
+
+
+def test_default_stack_ignores_the_scale_override(stack: cm.Stack) -> None:
+    """Without the override: one agent on SQLite, publishing the API itself."""
+    assert not {cm.POSTGRES, cm.LOAD_BALANCER} & set(stack.services)
+    agent = stack.services[cm.AGENT]
+    assert (agent.get("deploy") or {}).get("replicas") in (None, 1)
+    assert "NEUROS_DATABASE_URL" not in (agent.get("environment") or {})
+
+
+def test_prometheus_scale_config_is_generated() -> None:
+    from scripts import prometheus_scale
+
+    assert prometheus_scale.main(["--check"]) == 0, "run `python -m scripts.prometheus_scale`"
+
+
+@dataclass(frozen=True)
+class ScaleMutation:
+    """A text replacement in the override or haproxy.cfg, or an env change."""
+
+    id: str
+    check: cm.Check
+    expect: str
+    file: str = "override"  # "override", "haproxy" or "env"
+    old: str = ""
+    new: str = ""
+    count: int = 1  # occurrences replaced; -1: all
+
+
+SCALE_MUTATIONS: tuple[ScaleMutation, ...] = (
+    ScaleMutation(
+        "extra-service",
+        cm.check_scale_services,
+        "unexpected services",
+        old="  neuros-lb:\n",
+        new="  debug:\n    image: busybox:1.36.1\n  neuros-lb:\n",
+    ),
+    ScaleMutation(
+        "one-replica",
+        cm.check_scale_services,
+        "1 replica(s)",
+        file="env",
+        old="NEUROS_REPLICAS",
+        new="1",
+    ),
+    ScaleMutation(
+        "replicas-hard-coded",
+        cm.check_scale_services,
+        "replicas ignore NEUROS_REPLICAS",
+        old="replicas: ${NEUROS_REPLICAS:-2}",
+        new="replicas: 2",
+    ),
+    ScaleMutation(
+        "too-few-template-slots",
+        cm.check_scale_services,
+        "server-template slot(s) for 2 replicas",
+        file="haproxy",
+        old="server-template agent 10 ",
+        new="server-template agent 1 ",
+    ),
+    ScaleMutation(
+        "postgres-16",
+        cm.check_scale_images,
+        "is not 17.x",
+        file="env",
+        old="POSTGRES_IMAGE",
+        new="postgres:16.9",
+    ),
+    ScaleMutation(
+        "haproxy-2.8",
+        cm.check_scale_images,
+        "is not 3.0.x",
+        file="env",
+        old="HAPROXY_IMAGE",
+        new="haproxy:2.8.15",
+    ),
+    ScaleMutation(
+        "postgres-published",
+        cm.check_scale_postgres,
+        "postgres: publishes",
+        old='    expose:\n      - "5432"\n',
+        new='    expose:\n      - "5432"\n    ports:\n      - "127.0.0.1:5432:5432"\n',
+    ),
+    ScaleMutation(
+        "postgres-password-default",
+        cm.check_scale_postgres,
+        "does not fail naming it",
+        old="${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env (the scale override needs it)}",
+        new="${POSTGRES_PASSWORD:-changeme}",
+        count=-1,
+    ),
+    ScaleMutation(
+        "postgres-no-volume",
+        cm.check_scale_postgres,
+        "no named volume at /var/lib/postgresql/data",
+        old="      - postgres-data:/var/lib/postgresql/data\n",
+        new="      - /tmp/pg:/var/lib/postgresql/other:ro\n",
+    ),
+    ScaleMutation(
+        "postgres-healthcheck-not-pg-isready",
+        cm.check_scale_postgres,
+        "does not run pg_isready",
+        old="        - pg_isready\n",
+        new="        - psql\n",
+    ),
+    ScaleMutation(
+        "agents-on-another-database-host",
+        cm.check_scale_postgres,
+        "NEUROS_DATABASE_URL does not name postgres:5432",
+        old="@postgres:5432/",
+        new="@db.example:5432/",
+    ),
+    ScaleMutation(
+        "agents-keep-sqlite",
+        cm.check_scale_postgres,
+        "NEUROS_DB_PATH is still set",
+        old="      NEUROS_DB_PATH: !reset null\n",
+        new="",
+    ),
+    ScaleMutation(
+        "agent-still-published",
+        cm.check_scale_load_balancer,
+        "neuros: publishes",
+        old="    ports: !reset []\n",
+        new="",
+    ),
+    ScaleMutation(
+        "lb-on-another-port",
+        cm.check_scale_load_balancer,
+        "not only NEUROS_PUBLISHED_PORT",
+        old="${NEUROS_PUBLISHED_PORT:-8000}:8000",
+        new="8080:8000",
+    ),
+    ScaleMutation(
+        "lb-binds-another-port",
+        cm.check_scale_load_balancer,
+        "binds ['8080']",
+        file="haproxy",
+        old="    bind :8000\n",
+        new="    bind :8080\n",
+    ),
+    ScaleMutation(
+        "lb-forwards-to-metrics-port",
+        cm.check_scale_load_balancer,
+        "server-template forwards to neuros:9464",
+        file="haproxy",
+        old="agent 10 neuros:8000",
+        new="agent 10 neuros:9464",
+    ),
+    ScaleMutation(
+        "lb-checks-health-not-ready",
+        cm.check_scale_load_balancer,
+        "no `option httpchk GET /ready`",
+        file="haproxy",
+        old="option httpchk GET /ready",
+        new="option httpchk GET /health",
+    ),
+    ScaleMutation(
+        "lb-never-retries",
+        cm.check_scale_load_balancer,
+        "lacks conn-failure",
+        file="haproxy",
+        old="retry-on conn-failure empty-response response-timeout",
+        new="retry-on none",
+    ),
+    ScaleMutation(
+        "lb-without-redispatch",
+        cm.check_scale_load_balancer,
+        "no `option redispatch 1`",
+        file="haproxy",
+        old="option redispatch 1",
+        new="option redispatch 0",
+    ),
+    ScaleMutation(
+        "lb-resolves-elsewhere",
+        cm.check_scale_load_balancer,
+        "does not resolve through Docker's DNS",
+        file="haproxy",
+        old="nameserver dns 127.0.0.11:53",
+        new="nameserver dns 1.1.1.1:53",
+    ),
+    ScaleMutation(
+        "prometheus-default-config",
+        cm.check_scale_prometheus,
+        "not the scale config",
+        old="      - ./prometheus/prometheus-scale.yml:/etc/prometheus/prometheus.yml:ro\n",
+        new="      - ./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro\n",
+    ),
+    ScaleMutation(
+        "lb-unhardened",
+        cm.check_hardening,
+        "neuros-lb: user '0:0' is not a non-root user",
+        old='    user: "99:99"\n',
+        new='    user: "0:0"\n',
+    ),
+    ScaleMutation(
+        "postgres-without-memory-limit",
+        cm.check_limits,
+        "postgres: no memory limit",
+        old="          memory: ${POSTGRES_MEMORY_LIMIT:-512m}\n",
+        new="          cpus: '1'\n",
+    ),
+)
+
+
+@pytest.mark.parametrize("mutation", SCALE_MUTATIONS, ids=lambda mutation: mutation.id)
+def test_scale_check_reports_mutation(
+    mutation: ScaleMutation, tmp_path: Path, scale_stack: cm.Stack
+) -> None:
+    override, haproxy = tmp_path / "docker-compose.scale.yml", tmp_path / "haproxy.cfg"
+    env_file = tmp_path / "mutated.env"
+    texts = {"override": cm.SCALE_FILE.read_text(), "haproxy": cm.HAPROXY_CONFIG.read_text()}
+    env = cm.read_env_file(cm.ENV_EXAMPLE)
+    if mutation.file == "env":
+        env[mutation.old] = mutation.new
+    else:
+        assert mutation.old in texts[mutation.file], f"{mutation.id}: {mutation.old!r} not found"
+        texts[mutation.file] = texts[mutation.file].replace(
+            mutation.old, mutation.new, mutation.count
+        )
+    override.write_text(texts["override"])
+    haproxy.write_text(texts["haproxy"])
+    cm.write_env_file(env_file, env)
+    mutated = cm.Stack(
+        scale_stack.compose_binary,
+        scale_stack.password,
+        env_file=env_file,
+        overrides=(override,),
+        postgres_password=scale_stack.postgres_password,
+        haproxy_config=haproxy,
+    )
+
+    problems = mutation.check(mutated)
+
+    assert any(mutation.expect in problem for problem in problems), (
+        f"{mutation.check.__name__} missed mutation {mutation.id!r}"
+        f" (wanted {mutation.expect!r}): {problems}"
+    )
+
+
+def test_scale_mutation_cases_cover_every_scale_check() -> None:
+    scale_only = {check.__name__ for check in cm.SCALE_CHECKS} - {c.__name__ for c in cm.CHECKS}
+    untested = scale_only - {m.check.__name__ for m in SCALE_MUTATIONS}
+    assert not untested, f"scale checks never shown to fail: {sorted(untested)}"
