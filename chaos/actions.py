@@ -25,11 +25,30 @@ PROC = Path("/proc")
 _NO_QDISC = ("No such file or directory", "Cannot delete qdisc with handle of zero")
 
 
+def _replica(args: dict[str, Any]) -> int | None:
+    """The replica (compose container number) an activity names, if any."""
+    return None if args.get("replica") is None else int(args["replica"])
+
+
 def _target(ctx: Context, args: dict[str, Any], dry: bool) -> str:
-    service = str(args["service"])
+    service, replica = str(args["service"]), _replica(args)
     if dry:
-        return ctx.project.describe(service)
-    return ctx.project.container(service).id
+        return ctx.project.describe(service, replica)
+    return ctx.project.container(service, replica).id
+
+
+def require_replicas(ctx: Context, service: str, at_least: int) -> int:
+    """The number of running containers of ``service``; RefusedTarget, saying how to get
+    them, when fewer than ``at_least`` run (an experiment on one replica of several
+    must not take down the only one)."""
+    running = sum(c.running for c in ctx.project.containers(service))
+    if running < at_least:
+        raise RefusedTarget(
+            f"{at_least} running replicas of {service!r} needed, {running} in project "
+            f"{ctx.project.name!r}: bring up the scale stack "
+            "(docker compose -f docker-compose.yml -f docker-compose.scale.yml up -d)"
+        )
+    return running
 
 
 class ActionFailed(Exception):
@@ -60,28 +79,34 @@ def _crash_target(main_pid: int) -> tuple[int, str, str]:
 
 def _kill_pid(ctx: Context, args: dict[str, Any], dry: bool) -> dict[str, Any]:
     """A crash as the kernel delivers it: the signal to the service's process by its host
-    PID. ``docker kill`` would count as a manual stop and skip the restart policy."""
+    PID. ``docker kill`` would count as a manual stop and skip the restart policy. With
+    ``replica``, that replica of the service, and only while at least ``min_running``
+    of its containers run."""
     sig = signal.Signals[str(args.get("signal", "SIGKILL"))]
-    service = str(args["service"])
+    service, replica = str(args["service"]), _replica(args)
+    min_running = int(args.get("min_running", 0))
     if dry:
         return {
             "commands": [
-                f"docker inspect -f '{{{{.State.Pid}}}}' {ctx.project.describe(service)}",
+                f"docker inspect -f '{{{{.State.Pid}}}}' {ctx.project.describe(service, replica)}",
                 f"(if that PID is {DOCKER_INIT}: its child, from /proc/<PID>/task/<PID>/children)",
                 f"kill -{sig.name.removeprefix('SIG')} <that host PID>",
             ]
         }
-    target = ctx.project.container(service)
+    if min_running:
+        require_replicas(ctx, service, min_running)
+    target = ctx.project.container(service, replica)
     if not target.running or target.pid <= 0:
         raise RefusedTarget(f"{service} is not running (pid {target.pid})")
     pid, name, main = _crash_target(target.pid)
     # Checked again right before the kill: the container is still the same and running.
-    if ctx.project.container(service).pid != target.pid:
+    if ctx.project.container(service, replica).pid != target.pid:
         raise RefusedTarget(f"{service} changed its main process before the kill")
     os.kill(pid, sig)
     return {
         "commands": [f"kill -{sig.name.removeprefix('SIG')} {pid}"],
         "container": target.id[:12],
+        "replica": target.number,
         "main_pid": target.pid,
         "main_process": main,
         "pid": pid,

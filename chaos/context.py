@@ -23,6 +23,9 @@ class Context:
     marks: dict[str, float] = field(default_factory=dict)
     # Per write key: the synthetic user and instant of an acknowledged reading.
     readings: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Per load key: the synthetic user and instant of every reading the load got a 201
+    # for (a light-load probe with ``remember``), to be read back after the fault.
+    acknowledged: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (alert, state) -> first epoch second it was seen.
     alerts_seen: dict[tuple[str, str], float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)

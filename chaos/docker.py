@@ -17,6 +17,9 @@ from typing import Any
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+# Compose numbers the containers of a service 1..N (`deploy.replicas`, `--scale`); a
+# restart by the restart policy keeps the container, so its number too.
+NUMBER_LABEL = "com.docker.compose.container-number"
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAME_LINE = re.compile(r"^name:\s*['\"]?([a-z0-9][a-z0-9_-]*)['\"]?\s*(#.*)?$")
@@ -64,15 +67,27 @@ class Container:
     restart_count: int
     health: str
     started_at: str
+    # The compose container number (the replica) and its address on the compose
+    # network ("" while it is not running): Prometheus' instance label is address:port.
+    number: int = 1
+    address: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id[:12],
+            "replica": self.number,
+            "address": self.address,
             "running": self.running,
             "restart_count": self.restart_count,
             "health": self.health,
             "started_at": self.started_at,
         }
+
+
+def _address(data: dict[str, Any]) -> str:
+    networks: dict[str, Any] = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    addresses = sorted(str(n.get("IPAddress") or "") for n in networks.values())
+    return next((a for a in addresses if a), "")
 
 
 @dataclass(frozen=True)
@@ -83,29 +98,29 @@ class Project:
         if not _PROJECT_NAME.match(self.name):
             raise RefusedTarget(f"{self.name!r} is not a compose project name")
 
-    def container_id(self, service: str) -> str:
-        """The one container of ``service`` in this project, by label."""
-        out = docker(
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            f"label={PROJECT_LABEL}={self.name}",
-            "--filter",
-            f"label={SERVICE_LABEL}={service}",
-        )
-        ids = out.split()
+    def container_ids(self, service: str, replica: int | None = None) -> list[str]:
+        """The containers of ``service`` in this project, by label (only the replica
+        numbered ``replica`` when given)."""
+        filters = [f"label={PROJECT_LABEL}={self.name}", f"label={SERVICE_LABEL}={service}"]
+        if replica is not None:
+            filters.append(f"label={NUMBER_LABEL}={int(replica)}")
+        out = docker("ps", "-aq", "--no-trunc", *(f for flt in filters for f in ("--filter", flt)))
+        return out.split()
+
+    def container_id(self, service: str, replica: int | None = None) -> str:
+        """The one container of ``service`` (or of its replica ``replica``) in this
+        project, by label."""
+        ids = self.container_ids(service, replica)
+        which = f"service {service!r}" + ("" if replica is None else f" replica {replica}")
         if not ids:
-            raise RefusedTarget(
-                f"no container of service {service!r} in compose project {self.name!r}"
-            )
+            raise RefusedTarget(f"no container of {which} in compose project {self.name!r}")
         if len(ids) > 1:
-            raise RefusedTarget(f"{len(ids)} containers of {service!r} in {self.name!r}")
+            raise RefusedTarget(f"{len(ids)} containers of {which} in {self.name!r}")
         return ids[0]
 
-    def inspect(self, container_id: str, service: str) -> Container:
+    def inspect(self, container_id: str, service: str, replica: int | None = None) -> Container:
         """Inspects the container and refuses it unless its labels name this project
-        and ``service``."""
+        and ``service`` (and the replica number, when given)."""
         raw = json.loads(docker("inspect", "--type", "container", container_id))
         data: dict[str, Any] = raw[0]
         labels: dict[str, str] = data["Config"].get("Labels") or {}
@@ -115,19 +130,34 @@ class Project:
                 f"{labels.get(PROJECT_LABEL)!r}, service {labels.get(SERVICE_LABEL)!r}; "
                 f"refusing (target is {self.name!r}/{service!r})"
             )
+        number = int(labels.get(NUMBER_LABEL) or 0)
+        if replica is not None and number != int(replica):
+            raise RefusedTarget(
+                f"container {container_id[:12]} is replica {number} of {service!r}, "
+                f"not {replica}; refusing"
+            )
         state: dict[str, Any] = data["State"]
         return Container(
             id=data["Id"],
             service=service,
-            running=bool(state.get("Running")),
+            # Docker reports Running during the restart policy's back-off too, with no
+            # process (Pid 0): not running for anyone who needs the service.
+            running=bool(state.get("Running")) and not state.get("Restarting"),
             pid=int(state.get("Pid") or 0),
             restart_count=int(data.get("RestartCount") or 0),
             health=str((state.get("Health") or {}).get("Status", "none")),
             started_at=str(state.get("StartedAt", "")),
+            number=number,
+            address=_address(data),
         )
 
-    def container(self, service: str) -> Container:
-        return self.inspect(self.container_id(service), service)
+    def container(self, service: str, replica: int | None = None) -> Container:
+        return self.inspect(self.container_id(service, replica), service, replica)
+
+    def containers(self, service: str) -> list[Container]:
+        """Every container of ``service`` (each replica), ordered by replica number."""
+        found = [self.inspect(cid, service) for cid in self.container_ids(service)]
+        return sorted(found, key=lambda c: c.number)
 
     def exec(self, service: str, *argv: str, timeout: float = 30.0) -> str:
         target = self.container(service)
@@ -140,10 +170,11 @@ class Project:
             url = f"{url}?{urllib.parse.urlencode(params)}"
         return self.exec(via, "wget", "-q", "-T", "10", "-O", "-", url)
 
-    def describe(self, service: str) -> str:
+    def describe(self, service: str, replica: int | None = None) -> str:
         """The target as a dry run names it: the short container id, or a placeholder
         when the project has no such container (the real run would refuse)."""
         try:
-            return self.container(service).id[:12]
+            return self.container(service, replica).id[:12]
         except (RefusedTarget, DockerError):
-            return f"NO-CONTAINER[{self.name}/{service}]"
+            which = service if replica is None else f"{service}#{replica}"
+            return f"NO-CONTAINER[{self.name}/{which}]"

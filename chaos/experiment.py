@@ -104,18 +104,28 @@ def lookup(scope: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def substitute(value: Any, scope: dict[str, Any]) -> Any:
+def substitute(value: Any, scope: dict[str, Any], strict: bool = True) -> Any:
     """``value`` with every ``${ref}`` resolved; a string that is only a reference takes
-    the referenced value's type."""
+    the referenced value's type. Not ``strict`` (dry runs, where no probe saved anything):
+    an unresolvable reference stays as written."""
+
+    def resolve(ref: str, text: str) -> Any:
+        try:
+            return lookup(scope, ref)
+        except ExperimentError:
+            if strict:
+                raise
+            return text
+
     if isinstance(value, str):
         whole = _REF.fullmatch(value)
         if whole:
-            return lookup(scope, whole.group(1))
-        return _REF.sub(lambda m: str(lookup(scope, m.group(1))), value)
+            return resolve(whole.group(1), value)
+        return _REF.sub(lambda m: str(resolve(m.group(1), m.group(0))), value)
     if isinstance(value, list):
-        return [substitute(item, scope) for item in value]
+        return [substitute(item, scope, strict) for item in value]
     if isinstance(value, dict):
-        return {key: substitute(item, scope) for key, item in value.items()}
+        return {key: substitute(item, scope, strict) for key, item in value.items()}
     return value
 
 

@@ -18,19 +18,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chaos.actions import run_process
+from chaos.actions import require_replicas, run_process
 from chaos.context import Context
 from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
 
 PROMETHEUS_SERVICE = "prometheus"
 PROMETHEUS_API = "http://127.0.0.1:9090/api/v1"
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Label values interpolated into PromQL: a job name or a host:port, nothing to escape.
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # A plausible RR series (ms); only its length varies between experiments.
 _RR = (800, 810, 790, 805, 795)
 # The agent's API, which needs the bearer token; /health and /ready do not.
 API_PREFIX = "/v1/"
 # Probes that always call the API (an ``http`` probe does when its path is under it).
-API_PROBES = frozenset({"reading-write", "reading-read", "light-load"})
+API_PROBES = frozenset({"reading-write", "reading-read", "light-load", "readings-read-back"})
 
 
 class ProbeError(Exception):
@@ -90,7 +92,23 @@ def http(ctx: Context, args: dict[str, Any]) -> int:
 
 
 def container(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    return ctx.project.container(str(args["service"])).summary()
+    """The container of ``service`` (of its replica ``replica``, a compose container
+    number, when given)."""
+    replica = None if args.get("replica") is None else int(args["replica"])
+    return ctx.project.container(str(args["service"]), replica).summary()
+
+
+def replicas(ctx: Context, args: dict[str, Any]) -> dict[str, int]:
+    """How many containers of ``service`` exist, run and are healthy. Fewer than
+    ``at_least`` running is an error that says how to bring up the scale stack."""
+    service = str(args["service"])
+    require_replicas(ctx, service, int(args.get("at_least", 1)))
+    found = ctx.project.containers(service)
+    return {
+        "containers": len(found),
+        "running": sum(c.running for c in found),
+        "healthy": sum(c.health == "healthy" for c in found),
+    }
 
 
 def _reading(recorded_at: str, rr_count: int) -> dict[str, Any]:
@@ -113,19 +131,41 @@ def reading_write(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     return {"status": status, "acknowledged": status == 201}
 
 
+def _read_back(ctx: Context, user: str, at: str) -> tuple[int, bool]:
+    """``(status, found)`` of the user's KPIs: found when they are as of ``at``."""
+    status, body = _api(ctx, f"/v1/users/{user}/kpis")
+    found = False
+    if status == 200:
+        as_of = json.loads(body).get("as_of")
+        found = as_of is not None and datetime.fromisoformat(as_of) == datetime.fromisoformat(at)
+    return status, found
+
+
 def reading_read(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """Reads back the reading written under ``key``: ``found`` when the KPIs are as of
     its instant."""
     key = str(args["key"])
     if key not in ctx.readings:
         raise ProbeError(f"no acknowledged reading under {key!r} to read back")
-    user, at = ctx.readings[key]
-    status, body = _api(ctx, f"/v1/users/{user}/kpis")
-    found = False
-    if status == 200:
-        as_of = json.loads(body).get("as_of")
-        found = as_of is not None and datetime.fromisoformat(as_of) == datetime.fromisoformat(at)
+    status, found = _read_back(ctx, *ctx.readings[key])
     return {"status": status, "found": found}
+
+
+def readings_read_back(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Reads back every reading a load acknowledged under ``key`` (light-load with
+    ``remember``); ``lost`` counts those not read back. Counts only: the synthetic users
+    stay out of the report."""
+    key = str(args["key"])
+    if key not in ctx.acknowledged:
+        raise ProbeError(f"no load remembered its readings under {key!r}")
+    statuses: dict[str, int] = {}
+    found = 0
+    for user, at in list(ctx.acknowledged[key]):
+        status, ok = _read_back(ctx, user, at)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        found += ok
+    total = len(ctx.acknowledged[key])
+    return {"acknowledged": total, "found": found, "lost": total - found, "statuses": statuses}
 
 
 def _prometheus(ctx: Context, endpoint: str, params: dict[str, str] | None = None) -> Any:
@@ -210,6 +250,31 @@ def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
     return sorted(names)
 
 
+def prometheus_up_seen(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Did Prometheus record ``up == value`` for ``instance`` of ``job`` since the mark
+    ``since`` (and after the epoch ``after``, when given)? From the raw samples of
+    ``up[...]``, so one failed scrape between two polls counts; ``at`` is the first such
+    sample's time. A replica back within a scrape interval may never have a 0 sample."""
+    job, instance, wanted = str(args["job"]), str(args["instance"]), float(args["value"])
+    if not _LABEL_VALUE.match(job) or not _LABEL_VALUE.match(instance):
+        raise ProbeError(f"{job!r}/{instance!r}: not a job and an instance (host:port)")
+    since = max(ctx.since(str(args.get("since", "fault"))), float(args.get("after", 0)))
+    window = max(5, math.ceil(time.time() - since) + 5)
+    query = f'up{{job="{job}",instance="{instance}"}}[{window}s]'
+    stamps = [
+        float(ts)
+        for series in _prometheus(ctx, "query", {"query": query})["result"]
+        for ts, value in series["values"]
+        if float(ts) >= since and float(value) == wanted
+    ]
+    return {
+        "instance": instance,
+        "seen": bool(stamps),
+        "samples": len(stamps),
+        "at": min(stamps) if stamps else None,
+    }
+
+
 def prometheus_gap(ctx: Context, args: dict[str, Any]) -> float:
     """Largest interval (s) between raw samples of ``selector`` since the mark."""
     since = ctx.since(str(args.get("since", "fault")))
@@ -231,11 +296,16 @@ def _percentile(values: list[float], fraction: float) -> float:
 def light_load(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """``requests`` writes (or until ``duration_s`` / the run's stop) at ``rate_per_s``,
     one synthetic user each; a failure is anything but 201. ``rr_count`` sizes the body:
-    a body beyond the initial TCP window needs round trips the server-side latency sees."""
+    a body beyond the initial TCP window needs round trips the server-side latency sees.
+    With ``remember``, each acknowledged reading is kept under that key for
+    ``readings-read-back``."""
     total = int(args.get("requests", 0)) or None
     duration = float(args.get("duration_s", 0)) or None
     interval = 1.0 / float(args.get("rate_per_s", 5))
     rr_count = int(args.get("rr_count", 5))
+    acknowledged: list[tuple[str, str]] = []
+    if args.get("remember"):
+        acknowledged = ctx.acknowledged.setdefault(str(args["remember"]), [])
     started = time.time()
     latencies: list[float] = []
     failures = 0
@@ -256,6 +326,8 @@ def light_load(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         elapsed = time.perf_counter() - begin
         latencies.append(elapsed)
         failures += status != 201
+        if status == 201:
+            acknowledged.append((user, at))
         ctx.stop.wait(max(0.0, interval - elapsed))
     if not latencies:
         raise ProbeError("no request was sent")
@@ -293,9 +365,12 @@ def process(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "http": http,
     "container": container,
+    "replicas": replicas,
     "reading-write": reading_write,
     "reading-read": reading_read,
+    "readings-read-back": readings_read_back,
     "prometheus-query": prometheus_query,
+    "prometheus-up-seen": prometheus_up_seen,
     "prometheus-alert": prometheus_alert,
     "prometheus-active-alerts": prometheus_active_alerts,
     "prometheus-gap": prometheus_gap,
@@ -307,11 +382,14 @@ PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
 
 def describe(ctx: Context, kind: str, args: dict[str, Any]) -> str:
     """What the probe would read, for --dry-run."""
-    if kind in {"http", "reading-write", "reading-read", "light-load"}:
+    if kind in {"http", "reading-write", "reading-read", "light-load", "readings-read-back"}:
         return f"{kind} against {ctx.base_url} {json.dumps(args, sort_keys=True)}"
     if kind == "process":
         return str(run_process(args, dry=True)["commands"][0])
     if kind == "container":
-        return f"docker inspect {ctx.project.describe(str(args['service']))}"
+        replica = None if args.get("replica") is None else int(args["replica"])
+        return f"docker inspect {ctx.project.describe(str(args['service']), replica)}"
+    if kind == "replicas":
+        return f"docker ps: containers of {ctx.project.name}/{args['service']}"
     via = ctx.project.describe(PROMETHEUS_SERVICE)
     return f"{kind} via wget in {via} {json.dumps(args, sort_keys=True)}"

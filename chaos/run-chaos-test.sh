@@ -18,6 +18,8 @@ Usage: $(basename "$0") [--list] [--dry-run] [--steady-state-only] [--report FIL
 
 Runs each EXPERIMENT (chaos/experiments/<name>.json): steady-state hypothesis,
 method, hypothesis again; rollbacks always run, also on failure, Ctrl-C or SIGTERM.
+kill-replica needs the scale stack (-f docker-compose.yml -f docker-compose.scale.yml,
+two or more agent replicas) and refuses, before any fault, with fewer.
 
 Options:
   --list               one experiment per line: name, then its title
@@ -34,7 +36,8 @@ Options:
 
 Environment:
   CI                     'true': no --yes needed
-  NEUROS_PUBLISHED_PORT  the agent's published port (as in .env)
+  NEUROS_PUBLISHED_PORT  the agent's published port (as in .env; with the scale
+                         override, the load balancer's)
   NEUROS_API_TOKEN       API token of the probes that call /v1/ (default: the file
                          secrets/neuros-admin-token, which scripts/setup.sh creates;
                          not needed for --dry-run)

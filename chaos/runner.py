@@ -4,8 +4,9 @@ Chaos Toolkit semantics: the method only runs when the steady-state hypothesis h
 before, and the hypothesis is checked again after it. Ours on top: a probe may ``wait``
 (poll until within tolerance) or ``hold`` (stay within it for a while), ``mark`` an
 instant, ``measure`` the time since one, ``save_as`` its value for later references, and
-run in the ``background`` while the method goes on; the ``verdict`` section bounds the
-measures.
+run in the ``background`` while the method goes on; an activity with
+``after_background`` first stops and joins the background probes (e.g. to read back
+what a load wrote, once it wrote its last); the ``verdict`` section bounds the measures.
 """
 
 from __future__ import annotations
@@ -113,9 +114,11 @@ class Run:
     def _args(self, activity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         provider = dict(activity["provider"])
         kind = str(provider.pop("type"))
-        return kind, substitute(provider, self.ctx.scope())
+        return kind, substitute(provider, self.ctx.scope(), strict=not self.dry_run)
 
     def activity(self, activity: dict[str, Any], section: str) -> dict[str, Any]:
+        if activity.get("after_background") and not self.dry_run:
+            self._join_background()
         entry: dict[str, Any] = {
             "section": section,
             "type": activity["type"],

@@ -33,11 +33,20 @@ import pytest
 import yaml
 
 from chaos import actions, probes, runner
+from chaos import docker as chaos_docker
 from chaos.context import Context
-from chaos.docker import PROJECT_LABEL, SERVICE_LABEL, Project, RefusedTarget
+from chaos.docker import (
+    NUMBER_LABEL,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    Container,
+    Project,
+    RefusedTarget,
+)
 from chaos.experiment import available, references, within
 from chaos.runner import EXPERIMENTS_DIR_ENV
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
+from neuros.config import METRICS_PORT
 from neuros.schemas import Reading
 from tests.compose_model import COMPOSE_FILE, compose_service
 from tests.conftest import wait_until
@@ -110,6 +119,7 @@ def test_list_prints_one_experiment_per_line_name_first() -> None:
     assert all(len(row) == 2 and row[1].strip() for row in rows), result.stdout
     assert set(EXPERIMENTS) >= {
         "kill-agent",
+        "kill-replica",
         "collector-down",
         "tempo-down",
         "prometheus-down",
@@ -554,6 +564,246 @@ def test_text_report_has_the_hypotheses_times_and_verdict(tmp_path: Path) -> Non
     assert lines.index("  rollbacks:") < lines.index("  steady state after: met")
 
 
+# --- kill-replica: one replica of several, behind the load balancer ------------------
+
+
+def _by_name(name: str) -> dict[str, dict[str, Any]]:
+    data = EXPERIMENTS[name].data
+    activities = data["steady-state-hypothesis"]["probes"] + data["method"] + data["rollbacks"]
+    return {activity["name"]: activity for activity in activities}
+
+
+def test_kill_replica_crashes_one_replica_through_its_host_pid() -> None:
+    """A SIGKILL to one numbered replica's host PID (not docker kill), and only while
+    min_replicas run; the rollback starts that same replica."""
+    experiment = EXPERIMENTS["kill-replica"]
+    method = experiment.data["method"]
+    kills = [a for a in method if a["type"] == "action"]
+    assert [a["provider"]["type"] for a in kills] == ["compose-kill-pid"]
+    kill = kills[0]
+    assert kill["mark"] == "fault"
+    assert kill["provider"] == {
+        "type": "compose-kill-pid", "service": AGENT, "replica": "${replica}",
+        "min_running": "${min_replicas}", "signal": "SIGKILL",
+    }  # fmt: skip
+    config = experiment.configuration(environ={})
+    assert config["replica"] == 1
+    assert config["min_replicas"] == 2
+    activities = _by_name("kill-replica")
+    # Refused without the scale stack, before any fault: the steady state needs it.
+    scale = activities["scale-stack-replicas"]["provider"]
+    assert scale == {"type": "replicas", "service": AGENT, "at_least": "${min_replicas}"}
+    rollback = activities["ensure-replica-started"]["provider"]
+    assert rollback == {"type": "compose-start", "service": AGENT, "replica": "${replica}"}
+    # Every probe of a container names the replica: with several, an unnumbered one
+    # would be refused as ambiguous.
+    for activity in activities.values():
+        if activity["provider"]["type"] == "container":
+            assert activity["provider"]["replica"] == "${replica}", activity["name"]
+
+
+def test_kill_replica_loads_and_reads_back_every_acknowledged_reading() -> None:
+    activities = _by_name("kill-replica")
+    load, back = (
+        activities["load-through-the-load-balancer"],
+        activities["no-acknowledged-reading-lost"],
+    )
+    assert load["background"] is True
+    assert load["provider"]["type"] == "light-load"
+    assert load["tolerance"] == {"type": "fields", "fields": {"failures": 0}}
+    assert back["provider"] == {"type": "readings-read-back", "key": load["provider"]["remember"]}
+    assert back["after_background"] is True
+    assert back["tolerance"]["fields"]["lost"] == 0
+    method = [a["name"] for a in EXPERIMENTS["kill-replica"].data["method"]]
+    # The load runs through the whole method and is read back last.
+    assert method[0] == load["name"]
+    assert method[-1] == back["name"]
+
+
+def test_kill_replica_asks_prometheus_for_down_then_up_of_that_instance() -> None:
+    activities = _by_name("kill-replica")
+    down = activities["prometheus-saw-replica-down"]
+    up = activities["prometheus-saw-replica-up-again"]
+    before, after = activities["replica-before"], activities["replica-healthy-again"]
+    port = "${metrics_port}"
+    assert down["provider"] == {
+        "type": "prometheus-up-seen", "job": AGENT, "value": 0, "since": "fault",
+        "instance": f"${{saved.{before['save_as']}.address}}:{port}",
+    }  # fmt: skip
+    assert up["provider"] == {
+        "type": "prometheus-up-seen", "job": AGENT, "value": 1, "since": "fault",
+        "instance": f"${{saved.{after['save_as']}.address}}:{port}",
+        "after": f"${{saved.{down['save_as']}.at}}",
+    }  # fmt: skip
+    for probe in (down, up):
+        assert probe["tolerance"] == {"type": "fields", "fields": {"seen": True}}
+
+
+def test_kill_replica_metrics_port_is_the_scraped_one() -> None:
+    """The instance label is address:port of the scale config's DNS discovery."""
+    port = EXPERIMENTS["kill-replica"].configuration(environ={})["metrics_port"]
+    assert port == METRICS_PORT
+    scale = yaml.safe_load((PROMETHEUS_DIR / "prometheus-scale.yml").read_text(encoding="utf-8"))
+    job = next(j for j in scale["scrape_configs"] if j["job_name"] == AGENT)
+    assert [sd["port"] for sd in job["dns_sd_configs"]] == [port]
+
+
+def _container(number: int, running: bool, health: str = "healthy") -> Container:
+    return Container(f"{number:064x}", AGENT, running, 100 * number, 0, health, "", number)
+
+
+def test_replicas_below_the_minimum_are_refused_with_how_to_get_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found = [_container(1, running=True)]
+    monkeypatch.setattr(Project, "containers", lambda self, service: found)
+    ctx = Context(Project("neuros-one"), "http://127.0.0.1:1", "none", {})
+    with pytest.raises(RefusedTarget, match=r"docker-compose\.scale\.yml") as refused:
+        probes.replicas(ctx, {"service": AGENT, "at_least": 2})
+    assert "2 running replicas of 'neuros' needed, 1 in project 'neuros-one'" in str(refused.value)
+    # A replica in the restart policy's back-off is not running.
+    found.append(_container(2, running=False, health="unhealthy"))
+    with pytest.raises(RefusedTarget):
+        actions.require_replicas(ctx, AGENT, 2)
+    found[1] = _container(2, running=True, health="starting")
+    assert probes.replicas(ctx, {"service": AGENT, "at_least": 2}) == {
+        "containers": 2, "running": 2, "healthy": 1,
+    }  # fmt: skip
+
+
+def _inspected(number: str, running: bool, restarting: bool, ip: str) -> str:
+    return json.dumps([{
+        "Id": "c" * 64,
+        "RestartCount": 3,
+        "Config": {"Labels": {PROJECT_LABEL: "neuros-x", SERVICE_LABEL: AGENT,
+                              NUMBER_LABEL: number}},
+        "State": {"Running": running, "Restarting": restarting, "Pid": 0 if restarting else 7,
+                  "StartedAt": "t", "Health": {"Status": "healthy"}},
+        "NetworkSettings": {"Networks": {"neuros-x_default": {"IPAddress": ip}}},
+    }])  # fmt: skip
+
+
+def test_inspect_reads_the_replica_number_and_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = _inspected("2", running=True, restarting=False, ip="172.18.0.5")
+    monkeypatch.setattr(chaos_docker, "docker", lambda *args, **kwargs: answer)
+    project = Project("neuros-x")
+    replica = project.inspect("c" * 64, AGENT, replica=2)
+    assert (replica.number, replica.address, replica.running) == (2, "172.18.0.5", True)
+    assert replica.summary()["replica"] == 2
+    assert replica.summary()["address"] == "172.18.0.5"
+    with pytest.raises(RefusedTarget, match="replica 2 of 'neuros', not 1"):
+        project.inspect("c" * 64, AGENT, replica=1)
+    # Docker says Running during the restart back-off; no process runs then.
+    answer = _inspected("2", running=True, restarting=True, ip="")
+    assert project.inspect("c" * 64, AGENT).running is False
+
+
+def test_up_seen_counts_only_samples_since_the_mark_and_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = time.time()
+    values = [[now - 30, "0"], [now - 8, "1"], [now - 6, "0"], [now - 5, "0"], [now - 2, "1"]]
+    queries: list[str] = []
+
+    def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
+        queries.append((params or {})["query"])
+        result = [{"metric": {"instance": "10.0.0.2:9464"}, "values": values}]
+        return json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+    monkeypatch.setattr(Project, "http_get", http_get)
+    ctx = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks={"fault": now - 10})
+    args = {"job": AGENT, "instance": "10.0.0.2:9464", "since": "fault"}
+    down = probes.prometheus_up_seen(ctx, {**args, "value": 0})
+    # The 0 from before the fault is not this fault's.
+    assert down == {"instance": "10.0.0.2:9464", "seen": True, "samples": 2, "at": now - 6}
+    assert re.fullmatch(r'up\{job="neuros",instance="10\.0\.0\.2:9464"\}\[\d+s\]', queries[0])
+    up = probes.prometheus_up_seen(ctx, {**args, "value": 1, "after": down["at"]})
+    assert (up["seen"], up["at"]) == (True, now - 2)
+    values[-1][1] = "0"
+    assert (
+        probes.prometheus_up_seen(ctx, {**args, "value": 1, "after": down["at"]})["seen"] is False
+    )
+    with pytest.raises(probes.ProbeError, match="not a job"):
+        probes.prometheus_up_seen(ctx, {**args, "instance": 'x"} or vector(1) #', "value": 0})
+
+
+class _FakeAgent(BaseHTTPRequestHandler):
+    """Stores each POSTed reading (user -> instant) and answers /kpis as of the user's
+    instant; drops the ``lose``-th acknowledged reading, as a lost write would."""
+
+    stored: ClassVar[dict[str, str]] = {}
+    posts: ClassVar[list[int]] = []
+    lose: ClassVar[int] = 0
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        user = self.path.split("/")[3]
+        self.posts.append(1)
+        if len(self.posts) != self.lose:
+            self.stored[user] = body["readings"][0]["recorded_at"]
+        self._answer(201, {})
+
+    def do_GET(self) -> None:
+        user = self.path.split("/")[3]
+        if user not in self.stored:
+            self._answer(404, {"detail": "no readings for this user"})
+        else:
+            self._answer(200, {"as_of": self.stored[user]})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.mark.parametrize(("lose", "lost"), [(0, 0), (2, 1)])
+def test_read_back_after_the_background_load_finds_a_lost_reading(
+    tmp_path: Path, lose: int, lost: int
+) -> None:
+    """The load of kill-replica, against a fake agent: the read-back waits for the
+    background load to end, reads every acknowledged reading, and a lost one fails it."""
+    stored: dict[str, str] = {}
+    posts: list[int] = []
+    handler = type("Agent", (_FakeAgent,), {"stored": stored, "posts": posts, "lose": lose})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    activities = _by_name("kill-replica")
+    load = {**activities["load-through-the-load-balancer"]}
+    load["provider"] = {**load["provider"], "rate_per_s": 50}
+    # The fault's place: holds the method while the load runs.
+    hold = _action("hold", "true", pauses={"after": 0.5})
+    work = _experiment(
+        tmp_path / "x", "loaded", [load, hold, activities["no-acknowledged-reading-lost"]]
+    )
+    base = tmp_path / "report"
+    try:
+        result = run_chaos(
+            "--yes", "--base-url", f"http://127.0.0.1:{server.server_address[1]}",
+            "--report", str(base), "loaded",
+            env={EXPERIMENTS_DIR_ENV: str(work), TOKEN_VARIABLE: "nrs_chaos-test"}, ci=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    run = _report(base)["experiments"][0]
+    method = {a["name"]: a for a in run["method"]}
+    loaded, back = method[load["name"]], method["no-acknowledged-reading-lost"]
+    assert loaded["ended_at"] <= back["started_at"], "read back while the load still ran"
+    requests = loaded["value"]["requests"]
+    assert requests >= 2, loaded
+    assert back["value"]["acknowledged"] == requests == len(posts)
+    assert back["value"]["lost"] == lost
+    assert back["ok"] is (lost == 0)
+    assert result.returncode == (0 if lost == 0 else 1), result.stdout + result.stderr
+    # Counts only: no synthetic user id in the report.
+    assert not any(user in base.with_name("report.json").read_text() for user in stored)
+
+
 # --- on the real stack ----------------------------------------------------------------
 
 
@@ -694,6 +944,23 @@ def test_refuses_a_container_of_another_project(stack: ComposeStack, tmp_path: P
         assert running == ["true", "0"]
     finally:
         subprocess.run(["docker", "rm", "-f", impostor], capture_output=True, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_kill_replica_refuses_a_single_agent(stack: ComposeStack, tmp_path: Path) -> None:
+    """This stack has one agent: kill-replica must not take it down, and says why."""
+    before = _state(stack, AGENT)
+    result = _chaos_on(stack, "--yes", "--report", str(tmp_path / "r"), "kill-replica")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run = _report(tmp_path / "r")["experiments"][0]
+    replicas = {p["name"]: p for p in run["hypothesis_before"]["probes"]}["scale-stack-replicas"]
+    assert not replicas["ok"]
+    assert "2 running replicas of 'neuros' needed, 1 in project" in replicas["why"]
+    assert "docker-compose.scale.yml" in result.stdout
+    assert not run["method"], "the method must not run"
+    assert not run["rollbacks"] or all(r["ok"] for r in run["rollbacks"])
+    assert _state(stack, AGENT) == before
 
 
 def _image_tag() -> str:
