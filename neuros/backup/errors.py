@@ -1,0 +1,5 @@
+"""The one exception the tool expects."""
+
+
+class BackupError(Exception):
+    """An expected failure: the CLI prints its message as one line, no traceback."""
