@@ -3,7 +3,8 @@
 # Disk usage report and safe cleanup for the NEUROS stack's Docker host.
 #
 #   report          disk of Docker's data dir, `docker system df`, this stack's named
-#                   volumes, the log directory, and each configured retention bound
+#                   volumes, the log directory, each configured retention bound, and
+#                   the agent's backups (scripts/backup.sh)
 #   clean           prunes stopped containers, dangling images, unused images older
 #                   than --image-age, build cache older than --build-cache-age; deletes
 #                   logs past retention and gzips older rotated logs
@@ -20,6 +21,8 @@ set -euo pipefail
 SCRIPT_PATH="$(readlink -f "${BASH_SOURCE[0]}")"
 REPO_ROOT="$(cd "$(dirname "${SCRIPT_PATH}")/.." && pwd)"
 readonly SCRIPT_PATH REPO_ROOT
+# shellcheck source=scripts/lib/cron.sh
+source "${REPO_ROOT}/scripts/lib/cron.sh"
 readonly CRON_MARKER="# managed by neuros storage-management.sh"
 readonly CRON_LOG_NAME="storage-cleanup.log"
 readonly METRIC_PREFIX="neuros_storage_cleanup"
@@ -35,6 +38,7 @@ CRON_FILE="/etc/cron.d/neuros-storage"
 DRY_RUN=false
 JSON=false
 PROJECT="${COMPOSE_PROJECT_NAME:-neuros}"
+BACKUP_DIR="${NEUROS_BACKUP_DIR:-/var/backups/neuros}"
 
 # Set by clean.
 RECLAIMED_BYTES=0
@@ -47,7 +51,8 @@ Usage: $(basename "$0") COMMAND [options]
 
 Commands:
   report          show disk usage (Docker data filesystem, docker system df, the
-                  stack's named volumes, the log dir) and configured retention bounds
+                  stack's named volumes, the log dir), configured retention bounds
+                  and the agent's backups
   clean           prune stopped containers, dangling and old unused images, old build
                   cache; delete old logs, gzip old rotated logs. Never touches volumes.
   install-cron    write a cron.d entry running 'clean' daily at 03:00 as root
@@ -62,6 +67,8 @@ Options:
   --lock-file PATH          clean: lock file (default /run/lock/neuros-storage.lock,
                             or \${TMPDIR:-/tmp}/neuros-storage.lock)
   --cron-file PATH          cron.d file (default /etc/cron.d/neuros-storage)
+  --backup-dir DIR          report: the backups' folder (default \$NEUROS_BACKUP_DIR or
+                            /var/backups/neuros, as scripts/backup.sh)
   --json                    report: machine-readable JSON
   --dry-run                 print what would be done, change nothing
   -h, --help                show this help
@@ -105,6 +112,7 @@ parse_args() {
       --metrics-file) need_value "$@"; METRICS_FILE="$2"; shift 2 ;;
       --lock-file) need_value "$@"; LOCK_FILE="$2"; shift 2 ;;
       --cron-file) need_value "$@"; CRON_FILE="$2"; shift 2 ;;
+      --backup-dir) need_value "$@"; BACKUP_DIR="$2"; shift 2 ;;
       --json) JSON=true; shift ;;
       --dry-run) DRY_RUN=true; shift ;;
       -h | --help) usage; exit 0 ;;
@@ -247,6 +255,18 @@ volume_size() {
   printf '%s\n' "${size:-unknown}"
 }
 
+# The backups' listing from the backup tool (`list`, or `list --json` with $1 = json).
+backup_listing() {
+  local format=()
+  [[ "${1:-}" != json ]] || format=(--json)
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "unavailable: python3 not found (the backup tool needs it)" >&2
+    return 1
+  fi
+  (cd "${REPO_ROOT}" && PYTHONPATH="${REPO_ROOT}" python3 -m neuros.backup list \
+    --backup-dir "${BACKUP_DIR}" "${format[@]}")
+}
+
 # --- report ---------------------------------------------------------------------------
 
 cmd_report() {
@@ -318,9 +338,13 @@ cmd_report() {
       "$(json_str "${LOG_DIR}")" "${log_exists}" "$(json_num "${log_bytes}")"
     printf '  "retention": {"prometheus_retention_time": %s, "prometheus_retention_size": %s, ' \
       "$(json_str "${prom_time}" nullable)" "$(json_str "${prom_size}" nullable)"
-    printf '"tempo_block_retention": %s, "log_max_size": %s, "log_max_file": %s}\n}\n' \
+    printf '"tempo_block_retention": %s, "log_max_size": %s, "log_max_file": %s},\n' \
       "$(json_str "${tempo_ret}" nullable)" "$(json_str "${log_max_size}" nullable)" \
       "$(json_str "${log_max_file}" nullable)"
+    local backups
+    backups="$(backup_listing json 2>/dev/null)" || backups=null
+    printf '  "backups": {"dir": %s, "archives": %s}\n}\n' "$(json_str "${BACKUP_DIR}")" \
+      "${backups:-null}"
     return 0
   fi
 
@@ -360,6 +384,9 @@ cmd_report() {
   printf '  %-40s %s\n' "Tempo block_retention" "${tempo_ret:-not set}"
   printf '  %-40s %s\n' "Container logs json-file max-size" "${log_max_size:-not set}"
   printf '  %-40s %s\n' "Container logs json-file max-file" "${log_max_file:-not set}"
+  echo
+  echo "== Backups in ${BACKUP_DIR} (scripts/backup.sh) =="
+  backup_listing 2>&1 | sed 's/^/  /' || true
 }
 
 # --- clean ----------------------------------------------------------------------------
@@ -511,11 +538,6 @@ cmd_clean() {
 
 # --- cron -----------------------------------------------------------------------------
 
-cron_escape() {
-  # % ends a cron command line unless escaped.
-  printf '%s' "${1//%/\\%}"
-}
-
 cmd_install_cron() {
   local args=(clean --log-dir "${LOG_DIR}" --log-retention-days "${LOG_RETENTION_DAYS}"
     --image-age "${IMAGE_AGE}" --build-cache-age "${BUILD_CACHE_AGE}" --lock-file "${LOCK_FILE}")
@@ -523,46 +545,16 @@ cmd_install_cron() {
   local command_line
   command_line="$(printf '%q ' "${SCRIPT_PATH}" "${args[@]}")"
   command_line="${command_line% } >> $(printf '%q' "${LOG_DIR}/${CRON_LOG_NAME}") 2>&1"
-  local content
-  content="$(cat <<EOF
-${CRON_MARKER}
-# Daily storage cleanup of the NEUROS stack at 03:00. It never deletes volumes.
-# Remove with: ${SCRIPT_PATH} uninstall-cron --cron-file ${CRON_FILE}
-SHELL=/bin/bash
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-0 3 * * * root $(cron_escape "${command_line}")
-EOF
-)"
-  if [[ "${DRY_RUN}" == true ]]; then
-    echo "would write ${CRON_FILE}:"
-    printf '%s\n' "${content}"
-    return 0
-  fi
-  if [[ -f "${CRON_FILE}" ]] && ! grep -qF "${CRON_MARKER}" "${CRON_FILE}"; then
-    die "${CRON_FILE} exists and was not written by this script: not overwriting it"
-  fi
-  mkdir -p "${LOG_DIR}" "$(dirname "${CRON_FILE}")"
-  local tmp
-  tmp="$(mktemp "$(dirname "${CRON_FILE}")/.neuros-storage.XXXXXX")"
-  printf '%s\n' "${content}" >"${tmp}"
-  chmod 0644 "${tmp}"
-  mv -f "${tmp}" "${CRON_FILE}"
-  echo "installed ${CRON_FILE}: clean daily at 03:00, logging to ${LOG_DIR}/${CRON_LOG_NAME}"
+  [[ "${DRY_RUN}" == true ]] || mkdir -p "${LOG_DIR}"
+  cron_install "${CRON_FILE}" "${CRON_MARKER}" "0 3 * * *" \
+    "Daily storage cleanup of the NEUROS stack at 03:00. It never deletes volumes." \
+    "${command_line}"
+  [[ "${DRY_RUN}" == true ]] \
+    || echo "installed ${CRON_FILE}: clean daily at 03:00, logging to ${LOG_DIR}/${CRON_LOG_NAME}"
 }
 
 cmd_uninstall_cron() {
-  if [[ ! -e "${CRON_FILE}" ]]; then
-    echo "${CRON_FILE} does not exist: nothing to remove"
-    return 0
-  fi
-  grep -qF "${CRON_MARKER}" "${CRON_FILE}" \
-    || die "${CRON_FILE} was not written by this script: not removing it"
-  if [[ "${DRY_RUN}" == true ]]; then
-    show rm -f "${CRON_FILE}"
-    return 0
-  fi
-  rm -f -- "${CRON_FILE}"
-  echo "removed ${CRON_FILE}"
+  cron_uninstall "${CRON_FILE}" "${CRON_MARKER}"
 }
 
 main() {
