@@ -14,6 +14,8 @@ rule reading a bare histogram family name is, rightly, reported).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -142,6 +144,22 @@ def storage_script_sample_names(tmp_path: Path) -> set[str]:
     return exported_sample_names(metrics_file.read_text())
 
 
+def backup_tool_sample_names(db_path: Path, tmp_path: Path) -> set[str]:
+    """Sample names in the textfile a backup writes (a real backup of the agent's db)."""
+    metrics_file = tmp_path / "neuros_backup.prom"
+    command = [sys.executable, "-m", "neuros.backup", "backup", "--db", str(db_path)]
+    result = subprocess.run(
+        [*command, "--backup-dir", str(tmp_path / "backups"), "--metrics-file", str(metrics_file)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return exported_sample_names(metrics_file.read_text())
+
+
 def test_every_metric_read_by_a_rule_is_exported(
     live_agent: Callable[..., LiveAgent], tmp_path: Path
 ) -> None:
@@ -154,10 +172,13 @@ def test_every_metric_read_by_a_rule_is_exported(
     assert "neuros_http_requests_total" in agent_exported
     script_exported = storage_script_sample_names(tmp_path)
     assert "neuros_storage_cleanup_last_success_timestamp_seconds" in script_exported
-    exported = agent_exported | script_exported
+    backup_exported = backup_tool_sample_names(agent.db_path, tmp_path)
+    assert "neuros_backup_last_success_timestamp_seconds" in backup_exported
+    exported = agent_exported | script_exported | backup_exported
 
     assert missing_metrics(reads, exported) == {}, (
-        "rules read metrics neither the agent nor the storage script exports; exported"
+        "rules read metrics neither the agent nor the storage and backup scripts export;"
+        " exported"
         " neuros_* samples: "
         f"{sorted(n for n in exported if n.startswith('neuros_'))}"
     )
