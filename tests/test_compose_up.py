@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -424,6 +425,57 @@ def test_retention_in_effect_is_the_env_example_values(stack: ComposeStack) -> N
     }
     assert own["prometheus_tsdb_retention_limit_seconds"] == _seconds(time_bound)
     assert own["prometheus_tsdb_retention_limit_bytes"] == _bytes(size_bound)
+
+
+def _backup_tool(stack: ComposeStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """scripts/backup.sh against this stack's project, as an operator runs it (with
+    .env.example's settings in the environment, where compose finds them as in .env)."""
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "backup.sh"), *args, "--project", stack.project],
+        cwd=REPO_ROOT,
+        env={**stack.environment(), **env_example()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# Last on the shared stack: it stops and restarts the agent.
+@on_stack
+def test_backup_and_restore_of_the_running_agents_volume(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    user = f"compose-backup-{secrets.token_hex(4)}"
+    path = router.url_path_for(INGEST_ROUTE_NAME, user_id=user)
+    batch = [reading(f"2026-11-{day:02d}T07:00:00+00:00") for day in range(1, 6)]
+    posted = httpx.post(
+        f"{stack.agent_url}{path}", json={"readings": batch}, headers=stack.api_headers, timeout=10
+    )
+    assert posted.status_code == 201, posted.text
+    kpis_path = kpis_router.url_path_for(get_kpis.__name__, user_id=user)
+    kpis = httpx.get(f"{stack.agent_url}{kpis_path}", headers=stack.api_headers, timeout=10)
+    backups = tmp_path / "backups"
+
+    made = _backup_tool(stack, "backup", "--backup-dir", str(backups))
+
+    assert made.returncode == 0, made.stdout + made.stderr
+    (archive,) = backups.glob("neuros-sqlite-*.tar.gz")
+    verified = _backup_tool(stack, "verify", str(archive))
+    assert verified.returncode == 0, verified.stderr
+    refused = _backup_tool(stack, "restore", str(archive), "--force")
+    assert refused.returncode == 1
+    assert "running" in refused.stderr, refused.stderr
+
+    # The drill on the real volume: stop, restore over it, start, read back.
+    stack.compose("stop", AGENT)
+    restored = _backup_tool(stack, "restore", str(archive), "--force")
+    stack.compose("start", AGENT)
+    stack.wait_healthy(AGENT, timeout=HEALTHY_DEADLINE)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    again = httpx.get(f"{stack.agent_url}{kpis_path}", headers=stack.api_headers, timeout=10)
+    assert again.status_code == 200, again.text
+    assert again.json() == kpis.json()
 
 
 @on_stack

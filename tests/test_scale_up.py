@@ -56,6 +56,7 @@ from neuros.metrics import build_metrics
 from tests import dockerstack
 from tests.compose_model import (
     AGENT,
+    COMPOSE_FILE,
     HAPROXY_CONFIG,
     HAPROXY_CONFIG_TARGET,
     LOAD_BALANCER,
@@ -510,6 +511,60 @@ def test_kill_replica_passes(stack: ComposeStack, tmp_path: Path) -> None:
         f"{load['failures']} failed, p95 {load['p95_ms']} ms; Prometheus saw "
         f"{len(down)} down scrape(s), down for {up_again[0] - down[0]:.1f} s"
     )
+
+
+# Last on the shared stack: it stops the agents and restores over their database.
+@on_docker
+def test_backup_and_restore_of_the_shared_postgresql(stack: ComposeStack, tmp_path: Path) -> None:
+    user = f"scale-backup-{secrets.token_hex(4)}"
+    ingest_through_the_load_balancer(stack, user, "2026-11-20T07:00:00+00:00")
+    kpis_path = kpis_router.url_path_for(get_kpis.__name__, user_id=user)
+    kpis = httpx.get(f"{stack.agent_url}{kpis_path}", headers=stack.api_headers, timeout=15)
+    assert kpis.status_code == 200, kpis.text
+    users = users_with_a_band(stack)
+    backups = tmp_path / "backups"
+    # As an operator runs it: the two compose files, .env's settings in the environment.
+    project = ["--project", stack.project, "--compose-file", str(COMPOSE_FILE)]
+    project += ["--compose-file", str(SCALE_FILE)]
+    environment = {**stack.environment(), **env_example()}
+
+    def backup_tool(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "backup.sh"), *args, *project],
+            cwd=REPO_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
+    made = backup_tool("backup", "--backup-dir", str(backups))
+
+    assert made.returncode == 0, made.stdout + made.stderr
+    (archive,) = backups.glob("neuros-postgresql-*.tar.gz")
+    verified = backup_tool("verify", str(archive))
+    assert verified.returncode == 0, verified.stderr
+    refused = backup_tool("restore", str(archive), "--force")
+    assert refused.returncode == 1
+    assert "running" in refused.stderr, refused.stderr
+
+    stack.compose("stop", AGENT)
+    restored = backup_tool("restore", str(archive), "--force")
+    stack.compose("start", AGENT)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    for replica in replicas(stack):
+        wait_healthy_container(stack, replica)
+    assert users_with_a_band(stack) == users
+    wait_until(
+        lambda: httpx.get(f"{stack.agent_url}/ready", timeout=5).status_code == 200,
+        HEALTHY_DEADLINE,
+        "the load balancer serves again",
+        interval=dockerstack.POLL_SECONDS,
+    )
+    again = httpx.get(f"{stack.agent_url}{kpis_path}", headers=stack.api_headers, timeout=15)
+    assert again.status_code == 200, again.text
+    assert again.json() == kpis.json()
 
 
 # --- the local stand-in images, on their own ----------------------------------------
