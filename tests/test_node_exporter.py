@@ -31,10 +31,16 @@ STORAGE_METRIC = "neuros_storage_cleanup_success"
 
 
 def readme_metrics_file() -> PurePosixPath:
-    """The --metrics-file the README tells the storage cron to write."""
-    found = re.findall(r"--metrics-file\s+(/\S+\.prom)", README.read_text())
-    assert len(set(found)) == 1, f"README must name one --metrics-file path, found {found}"
-    return PurePosixPath(found[0])
+    """The --metrics-file the README tells the storage cron to write; the backup cron's
+    (scripts/backup.sh) must be in the same folder, the one node-exporter reads."""
+    found = {
+        PurePosixPath(p) for p in re.findall(r"--metrics-file\s+(/\S+\.prom)", README.read_text())
+    }
+    assert len({path.parent for path in found}) == 1, f"README names several folders: {found}"
+    storage = [path for path in found if path.name.startswith("neuros_storage")]
+    assert len(storage) == 1, f"README must name one storage --metrics-file path, found {found}"
+    assert any(path.name.startswith("neuros_backup") for path in found), found
+    return storage[0]
 
 
 @pytest.fixture(scope="module")
