@@ -9,12 +9,17 @@
 # when every k6 run passed but the performance gate found a regression (or could not
 # read its input, or found the run's env not comparable with the baseline's). "all"
 # stops at the first failing scenario and returns its status.
+#
+# "demo" (k6/scenarios/demo.js) is not a load test: the synthetic population of the
+# compose profile `demo`, run here against $BASE_URL for $HOLD_DURATION. It is not
+# part of "all" and has no baseline, so --gate and --update-baseline refuse it.
 
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly SCENARIOS=(smoke load stress spike soak breakpoint)
+readonly DEMO="demo"
 readonly GATE_PY="${REPO_ROOT}/scripts/perf_gate.py"
 readonly EXIT_USAGE=2
 readonly EXIT_GATE=3
@@ -31,6 +36,9 @@ readonly K6_SHORTCUT_OPTIONS=(K6_DURATION K6_VUS K6_ITERATIONS K6_STAGES)
 # its environment, never as -e NAME=value, which any user could read in `ps`.
 readonly TOKEN_VARIABLE="NEUROS_API_TOKEN"
 readonly ADMIN_TOKEN_FILE="secrets/neuros-admin-token"
+# The demo's token (scripts/setup.sh): users demo-* only. "demo" prefers it to the
+# admin token, so that the agent itself keeps the demo out of real users' ids.
+readonly DEMO_TOKEN_FILE="secrets/neuros-demo-token"
 
 BASE_URL="${BASE_URL:-http://localhost:8000}"
 SCENARIO_DIR="${K6_SCENARIO_DIR:-${REPO_ROOT}/k6/scenarios}"
@@ -46,7 +54,7 @@ PYTHON=""
 
 usage() {
   cat <<EOF_USAGE
-Usage: $(basename "$0") [smoke|load|stress|spike|soak|breakpoint|all] [options]
+Usage: $(basename "$0") [smoke|load|stress|spike|soak|breakpoint|all|${DEMO}] [options]
 
 Runs one k6 scenario (default: smoke) or all of them in the order
 ${SCENARIOS[*]} against \$BASE_URL (default http://localhost:8000),
@@ -54,6 +62,13 @@ after checking \$BASE_URL/ready. "all" runs every scenario at the durations its
 environment sets (soak lasts hours unless shortened) and stops at the first failure.
 Every request carries the API token: \$${TOKEN_VARIABLE}, else the file
 ${ADMIN_TOKEN_FILE} (scripts/setup.sh creates it).
+
+"${DEMO}" runs the demo population instead (k6/scenarios/demo.js, what the compose
+profile demo runs): synthetic users demo-s<season>-u<nnn> sending plausible readings
+in compressed time, a few requests per second, for \$HOLD_DURATION (default 10m).
+Not part of "all"; no baseline, so not with --gate or --update-baseline. Its token:
+\$${TOKEN_VARIABLE}, else ${DEMO_TOKEN_FILE} (users demo-* only), else
+${ADMIN_TOKEN_FILE}.
 
 Options:
   --gate               after each run, compare it with k6/baselines/<scenario>.json
@@ -77,6 +92,22 @@ Environment:
   K6_SCENARIO_DIR  scenario scripts (default k6/scenarios/)
   K6_BASELINE_DIR  baselines (default k6/baselines/)
   Durations and rates: see the header of each scenario script.
+
+Environment of "${DEMO}" (defaults in brackets; all in k6/scenarios/demo.js's header):
+  HOLD_DURATION           how long to run [10m]
+  DEMO_SEED               seed of the population [20261214]
+  DEMO_USERS              users per season [40]
+  DEMO_TIME_FACTOR        simulated seconds per real second [1440: a day a minute]
+  DEMO_BACKFILL_DAYS      history sent at each season's start [14]
+  DEMO_SEASON_DAYS        how far in the past a season's time-lapse starts [60]
+  DEMO_ILLNESS_START_DAY  day of the time-lapse the illness episode starts [2]
+  DEMO_ILLNESS_DAYS       its length in days, 0 for none [4]
+  DEMO_ILLNESS_SHARE      share of users in the illness cohort [0.4]
+  DEMO_DRIFT_SHARE        share of users drifting into sleep debt [0.1]
+  DEMO_VUS                VUs sharing the users [4]
+  DEMO_FIRST_SEASON       first season number, or auto: the first unused one [auto]
+  DEMO_DRY_RUN=1          send nothing, print the planned readings as JSON lines
+  DEMO_NOW                a dry run's clock, for a reproducible plan
 
 Exit status: 0 passed; 2 usage error, k6 missing, no API token or target not
 ready; k6's code when a run fails (99: thresholds crossed); 3 performance-gate
@@ -130,14 +161,21 @@ reject_shortcut_options() {
 
 # Exports the API token for k6 (into its environment only): $TOKEN_VARIABLE if set,
 # else the admin token file. Fails when neither holds one, unless this is a dry run.
+# $1: the scenario; "demo" tries the demo token file first.
 export_token() {
   local token="${!TOKEN_VARIABLE:-}"
   local file="${REPO_ROOT}/${ADMIN_TOKEN_FILE}"
   local source="\$${TOKEN_VARIABLE}"
-  if [[ -z "${token//[[:space:]]/}" && -r "${file}" ]]; then
-    token="$(<"${file}")"
-    source="${file}"
+  local -a files=("${file}")
+  if [[ "$1" == "${DEMO}" ]]; then
+    files=("${REPO_ROOT}/${DEMO_TOKEN_FILE}" "${file}")
   fi
+  for file in "${files[@]}"; do
+    if [[ -z "${token//[[:space:]]/}" && -r "${file}" ]]; then
+      token="$(<"${file}")"
+      source="${file}"
+    fi
+  done
   token="${token//[[:space:]]/}"
   if [[ -z "${token}" ]]; then
     if [[ "${DRY_RUN}" == true ]]; then
@@ -291,7 +329,7 @@ main() {
   local -a selected
   if [[ "${target}" == all ]]; then
     selected=("${SCENARIOS[@]}")
-  elif [[ " ${SCENARIOS[*]} " == *" ${target} "* ]]; then
+  elif [[ " ${SCENARIOS[*]} ${DEMO} " == *" ${target} "* ]]; then
     selected=("${target}")
   else
     err "unknown scenario '${target}'"
@@ -301,6 +339,10 @@ main() {
   if [[ "${GATE}" == true && "${UPDATE_BASELINE}" == true ]]; then
     err "--gate and --update-baseline together would gate the run against itself;" \
       "refresh with --update-baseline, then gate a later run with --gate"
+    exit "${EXIT_USAGE}"
+  fi
+  if [[ "${target}" == "${DEMO}" && ("${GATE}" == true || "${UPDATE_BASELINE}" == true) ]]; then
+    err "${DEMO} has no baseline: --gate and --update-baseline are for the load tests"
     exit "${EXIT_USAGE}"
   fi
   if [[ -n "${HTML_FILE}" && "${#selected[@]}" -gt 1 ]]; then
@@ -313,7 +355,7 @@ main() {
 
   reject_shortcut_options
   find_tools
-  export_token
+  export_token "${target}"
   if [[ "${DRY_RUN}" != true ]]; then
     check_ready
     mkdir -p "${RESULTS_DIR}"

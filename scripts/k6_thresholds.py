@@ -33,6 +33,9 @@ SCENARIOS_DIR = K6_DIR / "scenarios"
 LIB_DIR = K6_DIR / "lib"
 SLO_JSON = LIB_DIR / "slo.json"
 SCENARIOS = ("smoke", "load", "stress", "spike", "soak", "breakpoint")
+# Also in k6/scenarios/, but not a load test: no thresholds to gate, no baseline (the
+# first-run demo's synthetic population, k6/scenarios/demo.js).
+DEMO = "demo"
 
 # The standard and HTTP built-in metrics of k6 v1.1.0: docs page "Built-in metrics"
 # (grafana.com/docs/k6/latest/using-k6/metrics/reference/) and metrics/builtin.go.

@@ -16,6 +16,7 @@ import pytest
 
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
 from scripts import dashboards, perf_gate
+from tests.compose_model import DEMO_TOKEN_FILE
 from tests.conftest import LiveAgent, wait_until
 from tests.prometheus_server import PrometheusServer, prometheus_servers
 from tests.tooling import REPO_ROOT, tool
@@ -132,6 +133,9 @@ def test_help_exits_0(workdir: Path) -> None:
     assert result.returncode == 0
     for scenario in ("smoke", "load", "stress", "spike", "soak", "breakpoint", "all", "--gate"):
         assert scenario in result.stdout
+    # The demo population and its variables.
+    for word in ("|demo]", "HOLD_DURATION", "DEMO_TIME_FACTOR", "DEMO_USERS", "DEMO_DRY_RUN"):
+        assert word in result.stdout
 
 
 @pytest.mark.parametrize("args", [("bogus",), ("smoke", "load"), ("--nope",), ("--html",)])
@@ -183,6 +187,7 @@ def test_token_names_are_neuros_auths() -> None:
     clients do (neuros/auth/admin_token.py)."""
     assert _shell_constant(RUNNER, "TOKEN_VARIABLE") == TOKEN_VARIABLE
     assert _shell_constant(RUNNER, "ADMIN_TOKEN_FILE") == ADMIN_TOKEN_FILE
+    assert _shell_constant(RUNNER, "DEMO_TOKEN_FILE") == DEMO_TOKEN_FILE
     for script in ("lib/config.js", "bench/common.js"):
         assert _js_constant(REPO_ROOT / "k6" / script, "TOKEN_VARIABLE") == TOKEN_VARIABLE
 
@@ -251,6 +256,40 @@ def test_dry_run_lists_every_scenario_in_order(workdir: Path, k6_bin: Path) -> N
     assert headers == ["smoke", "load", "stress", "spike", "soak", "breakpoint"]
     assert result.stdout.count("perf-gate.sh") == 6
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("option", ["--gate", "--update-baseline"])
+def test_demo_has_no_baseline(workdir: Path, option: str) -> None:
+    result = run(workdir, "demo", option)
+    assert result.returncode == 2
+    assert "demo has no baseline" in result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_demo_runs_alone_with_the_demo_token(workdir: Path, tmp_path: Path) -> None:
+    """ "demo" is its own run (not part of "all"), and takes the demo token (users
+    demo-* only) over the admin token; the variable wins over both."""
+    runner, stub = _runner_copy(tmp_path)
+    root = runner.parent.parent
+    (root / "secrets").mkdir()
+    admin, demo = root / ADMIN_TOKEN_FILE, root / DEMO_TOKEN_FILE
+    admin.write_text("nrs_admin\n")
+
+    def dry(scenario: str, **env: str) -> str:
+        result = run(workdir, scenario, "--dry-run", runner=runner, K6_BIN=str(stub), **env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    no_token = {TOKEN_VARIABLE: ""}
+    assert f"api token: from {admin}" in dry("demo", **no_token)  # no demo token yet
+    demo.write_text("nrs_demo\n")
+    out = dry("demo", **no_token)
+    assert f"api token: from {demo}" in out
+    assert [line for line in out.splitlines() if line.startswith("# ")] == ["# demo"]
+    assert "scenarios/demo.js" in out
+    assert "perf-gate.sh" not in out
+    assert f"api token: from {admin}" in dry("smoke", **no_token)
+    assert "api token: from $NEUROS_API_TOKEN" in dry("demo")
 
 
 def test_passing_run_writes_summary_and_prints_its_numbers(
