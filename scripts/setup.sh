@@ -8,9 +8,14 @@
 #   secrets/neuros-admin-token    a random API token with every scope for every user
 #                                 (mode 0600; k6 and the chaos probes read it),
 #                                 only when none exists
-#   secrets/neuros/tokens.yml     its SHA-256 as the entry `admin`, in the format of
-#                                 `python -m neuros tokens` (neuros/auth/tokens_file.py);
-#                                 compose mounts the folder into the agent read-only
+#   secrets/neuros-demo-token     a random API token for the demo profile's load
+#                                 generator: it may write and read users `demo-*` only
+#                                 (the agent enforces it), so it can never touch a real
+#                                 user's data; mode 0644, for the k6 container's user
+#   secrets/neuros/tokens.yml     their SHA-256 as the entries `admin` and `demo`, in the
+#                                 format of `python -m neuros tokens`
+#                                 (neuros/auth/tokens_file.py); compose mounts the
+#                                 folder into the agent read-only
 #
 # Needs bash, coreutils and openssl only: no Python, so it runs before any venv.
 # A tokens file written by hand or by the tokens CLI is never overwritten: the entry
@@ -34,6 +39,11 @@ readonly ADMIN_TOKEN_FILE="secrets/neuros-admin-token"
 readonly TOKENS_DIR="secrets/neuros"
 readonly TOKENS_FILE="secrets/neuros/tokens.yml"
 readonly ADMIN_NAME="admin"
+# The demo profile's token (docker-compose.yml `demo`, k6/scenarios/demo.js): its users
+# are the demo's id space only; tests/test_demo.py checks that the three agree.
+readonly DEMO_TOKEN_FILE="secrets/neuros-demo-token"
+readonly DEMO_NAME="demo"
+readonly DEMO_USERS="demo-*"
 # neuros.auth.tokens: TOKEN_PREFIX, then token_urlsafe(32): 43 url-safe characters.
 readonly TOKEN_PREFIX="nrs_"
 readonly TOKEN_PATTERN="^${TOKEN_PREFIX}[A-Za-z0-9_-]{43}\$"
@@ -56,6 +66,9 @@ Creates, only where missing, in ${REPO_ROOT}:
   ${TOKENS_FILE}
       its SHA-256 as token '${ADMIN_NAME}' (folder 0755, file 0644); an existing
       file in the tokens CLI's layout gets the entry appended
+  ${DEMO_TOKEN_FILE}
+      a random API token for the demo profile, users '${DEMO_USERS}' only (mode 0644:
+      the k6 container reads it), registered as '${DEMO_NAME}' the same way
 Re-running changes nothing. Clients read the token from \$NEUROS_API_TOKEN or
 ${ADMIN_TOKEN_FILE}; manage further tokens with \`python -m neuros tokens\`.
 
@@ -95,21 +108,20 @@ sha256_hex() {
   printf '%s' "${digest%% *}"
 }
 
-# One entry, laid out as yaml.safe_dump lays out TokenEntry (scopes in Scope order).
-admin_entry() {
-  local digest="$1" created
+# token_entry NAME DIGEST USERS SCOPE...: one entry, laid out as yaml.safe_dump lays
+# out TokenEntry (scopes in Scope order).
+token_entry() {
+  local name="$1" digest="$2" users="$3" created scope
+  shift 3
   created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  cat <<EOF
-- name: ${ADMIN_NAME}
-  sha256: ${digest}
-  scopes:
-  - readings:write
-  - kpis:read
-  - analyze
-  users:
-  - '*'
-  created: '${created}'
-EOF
+  printf -- '- name: %s\n  sha256: %s\n  scopes:\n' "${name}" "${digest}"
+  for scope in "$@"; do
+    printf '  - %s\n' "${scope}"
+  done
+  # As safe_dump writes it: quoted only where a plain scalar would mean something else
+  # (a leading * is a YAML alias).
+  [[ "${users}" != \** ]] || users="'${users}'"
+  printf "  users:\n  - %s\n  created: '%s'\n" "${users}" "${created}"
 }
 
 # Writes stdin to $1 through a temporary file in the same folder and a rename, as
@@ -142,11 +154,11 @@ setup_env() {
   log "created ${ENV_FILE} with a random ${PASSWORD_VARIABLE}"
 }
 
-# Prints the tokens file with the admin entry ($1) appended, or fails (status 1) when
-# the file is not in the CLI's layout, or (status 2) when it already names an admin.
+# Prints the tokens file with the entry $1 (named $2) appended, or fails (status 1)
+# when the file is not in the CLI's layout, or (status 2) when it already names $2.
 merged_tokens_file() {
-  local entry="$1" line in_tokens=false
-  local admin_line="^(- |  )name: *['\"]?${ADMIN_NAME}['\"]? *\$"
+  local entry="$1" name="$2" line in_tokens=false
+  local admin_line="^(- |  )name: *['\"]?${name}['\"]? *\$"
   while IFS= read -r line || [[ -n "${line}" ]]; do
     case "${line}" in
       '' | '#'*) printf '%s\n' "${line}" ;;
@@ -172,47 +184,56 @@ merged_tokens_file() {
   printf '%s\n' "${entry}"
 }
 
-setup_admin_token() {
+# Whether the tokens file names token $1 (a line "- name: $1").
+tokens_file_names() {
+  [[ -e "${TOKENS_FILE}" ]] && grep -Eq "^- name: *['\"]?$1['\"]? *\$" "${TOKENS_FILE}"
+}
+
+# setup_token NAME TOKEN_FILE MODE USERS SCOPE...: a random token in TOKEN_FILE and its
+# hash as entry NAME in the tokens file, each only where missing.
+setup_token() {
+  local name="$1" token_file="$2" mode="$3" users="$4"
+  shift 4
   local token=""
-  if [[ -e "${ADMIN_TOKEN_FILE}" ]]; then
-    token="$(tr -d '[:space:]' <"${ADMIN_TOKEN_FILE}")"
+  if [[ -e "${token_file}" ]]; then
+    token="$(tr -d '[:space:]' <"${token_file}")"
     [[ "${token}" =~ ${TOKEN_PATTERN} ]] \
-      || die "${ADMIN_TOKEN_FILE} holds no ${TOKEN_PREFIX} token; delete it and re-run"
-    if [[ -e "${TOKENS_FILE}" ]]; then
-      log "${ADMIN_TOKEN_FILE} and ${TOKENS_FILE} exist: kept"
+      || die "${token_file} holds no ${TOKEN_PREFIX} token; delete it and re-run"
+    if tokens_file_names "${name}"; then
+      log "${token_file} and its entry '${name}' in ${TOKENS_FILE} exist: kept"
       return
     fi
-    # The token survived, its tokens file did not: register the same token again.
-    log "${TOKENS_FILE} is missing: registering the token of ${ADMIN_TOKEN_FILE}"
+    # The token survived, its entry did not: register the same token again.
+    log "${TOKENS_FILE} has no '${name}': registering the token of ${token_file}"
   fi
 
   local merged status=0
   if [[ -e "${TOKENS_FILE}" ]]; then
-    merged_tokens_file "" >/dev/null || status=$?
+    merged_tokens_file "" "${name}" >/dev/null || status=$?
     case "${status}" in
       0) ;;
       2)
-        note "${TOKENS_FILE} has a token named '${ADMIN_NAME}' but ${ADMIN_TOKEN_FILE} is" \
+        note "${TOKENS_FILE} has a token named '${name}' but ${token_file} is" \
           "missing, and only its hash is stored: left unchanged. Write that token to" \
-          "${ADMIN_TOKEN_FILE}, or revoke it (python -m neuros tokens revoke ${ADMIN_NAME})" \
+          "${token_file}, or revoke it (python -m neuros tokens revoke ${name})" \
           "and run this again."
         return
         ;;
       *)
         note "${TOKENS_FILE} exists but is not laid out as \`python -m neuros tokens\`" \
-          "writes it: left unchanged, and no admin token was created. Add one with" \
-          "(umask 077; python -m neuros tokens add ${ADMIN_NAME} --user '*' > ${ADMIN_TOKEN_FILE})"
+          "writes it: left unchanged, and no '${name}' token was created. Add one with" \
+          "(umask 077; python -m neuros tokens add ${name} --user '${users}' > ${token_file})"
         return
         ;;
     esac
   fi
 
   if [[ "${DRY_RUN}" == true ]]; then
-    [[ -n "${token}" ]] || log "would create ${ADMIN_TOKEN_FILE} with a new random token"
+    [[ -n "${token}" ]] || log "would create ${token_file} with a new random token"
     if [[ -e "${TOKENS_FILE}" ]]; then
-      log "would append token '${ADMIN_NAME}' (its SHA-256) to ${TOKENS_FILE}"
+      log "would append token '${name}' (its SHA-256) to ${TOKENS_FILE}"
     else
-      log "would create ${TOKENS_FILE} with token '${ADMIN_NAME}' (its SHA-256)"
+      log "would create ${TOKENS_FILE} with token '${name}' (its SHA-256)"
     fi
     return
   fi
@@ -227,19 +248,19 @@ setup_admin_token() {
   if [[ -z "${token}" ]]; then
     token="$(new_token)"
     [[ "${token}" =~ ${TOKEN_PATTERN} ]] || die "openssl gave no 32 random bytes"
-    printf '%s\n' "${token}" | replace_file "${ADMIN_TOKEN_FILE}" 0600
-    log "created ${ADMIN_TOKEN_FILE} (the admin API token)"
+    printf '%s\n' "${token}" | replace_file "${token_file}" "${mode}"
+    log "created ${token_file} (the ${name} API token)"
   fi
   local entry
-  entry="$(admin_entry "$(sha256_hex "${token}")")"
+  entry="$(token_entry "${name}" "$(sha256_hex "${token}")" "${users}" "$@")"
   if [[ -e "${TOKENS_FILE}" ]]; then
-    merged="$(merged_tokens_file "${entry}")" || die "${TOKENS_FILE} changed meanwhile"
+    merged="$(merged_tokens_file "${entry}" "${name}")" || die "${TOKENS_FILE} changed meanwhile"
     printf '%s\n' "${merged}" | replace_file "${TOKENS_FILE}" 0644
-    log "appended token '${ADMIN_NAME}' to ${TOKENS_FILE}"
+    log "appended token '${name}' to ${TOKENS_FILE}"
   else
     printf '%s\ntokens:\n%s\n' "${TOKENS_HEADER}" "${entry}" \
       | replace_file "${TOKENS_FILE}" 0644
-    log "created ${TOKENS_FILE} with token '${ADMIN_NAME}'"
+    log "created ${TOKENS_FILE} with token '${name}'"
   fi
 }
 
@@ -267,7 +288,9 @@ main() {
   umask 077
   cd "${REPO_ROOT}"
   setup_env
-  setup_admin_token
+  setup_token "${ADMIN_NAME}" "${ADMIN_TOKEN_FILE}" 0600 '*' readings:write kpis:read analyze
+  # Readable by the demo container's user; it reaches `demo-*` users only.
+  setup_token "${DEMO_NAME}" "${DEMO_TOKEN_FILE}" 0644 "${DEMO_USERS}" readings:write kpis:read
 }
 
 main "$@"

@@ -38,6 +38,12 @@ DASHBOARD_PROVIDERS = REPO_ROOT / "grafana" / "provisioning" / "dashboards" / "d
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 
 PASSWORD_VARIABLE = "GRAFANA_ADMIN_PASSWORD"  # noqa: S105 - a name, not a value
+# The demo profile: its token file (scripts/setup.sh writes it) and the id space its
+# synthetic users live in (k6/scenarios/demo.js builds them; the token reaches only
+# them). Checked against setup.sh, the compose file and the k6 script.
+DEMO_SERVICE = "demo"
+DEMO_TOKEN_FILE = "secrets/neuros-demo-token"  # noqa: S105 - a path, not a value
+DEMO_USER_PREFIX = "demo-"
 POSTGRES_PASSWORD_VARIABLE = "POSTGRES_PASSWORD"  # noqa: S105 - a name, not a value
 REPLICAS_VARIABLE = "NEUROS_REPLICAS"
 LOOPBACK = "127.0.0.1"

@@ -25,6 +25,7 @@ from neuros.auth.tokens import TOKEN_PREFIX, Scope, new_token
 from neuros.auth.tokens_file import TokensFile, dump
 from neuros.config import DEFAULT_API_TOKENS_FILE
 from tests import compose_model as cm
+from tests.compose_model import DEMO_TOKEN_FILE, DEMO_USER_PREFIX
 from tests.tooling import REPO_ROOT, tool
 
 
@@ -565,6 +566,7 @@ def _run_in(folder: Path, command: str) -> subprocess.CompletedProcess[str]:
 def _secrets(folder: Path) -> dict[str, bytes]:
     """Every file the set-up writes, by path, with its content."""
     files = [folder / ".env", folder / ADMIN_TOKEN_FILE, folder / DEFAULT_API_TOKENS_FILE]
+    files.append(folder / DEMO_TOKEN_FILE)
     return {str(path.relative_to(folder)): path.read_bytes() for path in files if path.exists()}
 
 
@@ -611,8 +613,9 @@ def test_readme_stack_command_creates_env_and_admin_token_once(tmp_path: Path) -
         frozenset(Scope),
         True,
     )
-    [entry] = tokens.read().tokens
-    assert entry.created is not None
+    entries = tokens.read().tokens
+    assert [e.name for e in entries] == ["admin", "demo"]
+    assert all(e.created is not None for e in entries)
     assert token not in text
     assert {
         "secrets": _mode(folder / "secrets"),
@@ -620,6 +623,25 @@ def test_readme_stack_command_creates_env_and_admin_token_once(tmp_path: Path) -
         "tokens folder": _mode((folder / DEFAULT_API_TOKENS_FILE).parent),
         "tokens file": _mode(folder / DEFAULT_API_TOKENS_FILE),
     } == {"secrets": 0o700, "token": 0o600, "tokens folder": 0o755, "tokens file": 0o644}
+
+
+def test_setup_demo_token_reaches_demo_users_only(tmp_path: Path) -> None:
+    folder = _stack_folder(tmp_path)
+    assert _run_in(folder, "scripts/setup.sh").returncode == 0
+    token = (folder / DEMO_TOKEN_FILE).read_text().strip()
+    token_set, _ = TokensFile(folder / DEFAULT_API_TOKENS_FILE).load()
+
+    principal = token_set.authenticate(token)
+
+    assert principal is not None, "the agent would refuse the demo token"
+    assert principal.name == "demo"
+    assert principal.scopes == {Scope.READINGS_WRITE, Scope.KPIS_READ}
+    assert principal.may_touch(f"{DEMO_USER_PREFIX}s1-u001")
+    assert not principal.may_touch("ana")
+    assert not principal.may_touch(f"x{DEMO_USER_PREFIX}s1-u001")
+    # The k6 container's user reads it; it reaches synthetic users only.
+    assert _mode(folder / DEMO_TOKEN_FILE) == 0o644
+    assert _mode(folder / "secrets") == 0o700
 
 
 def test_setup_dry_run_changes_nothing(tmp_path: Path) -> None:
@@ -651,7 +673,7 @@ def test_setup_appends_admin_to_a_tokens_file_of_the_cli(tmp_path: Path) -> None
     (folder / ADMIN_TOKEN_FILE).unlink()
     assert _run_in(folder, "scripts/setup.sh").returncode == 0
     token_set, _ = tokens.load()
-    assert token_set.names == {"admin"}
+    assert token_set.names == {"admin", "demo"}
     assert token_set.authenticate((folder / ADMIN_TOKEN_FILE).read_text().strip()) is not None
 
 
@@ -664,7 +686,9 @@ def test_setup_leaves_a_tokens_file_with_an_unknown_admin_alone(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "NOTE" in result.stderr, result.stderr
     assert "revoke" in result.stderr, result.stderr
-    assert tokens.path.read_bytes() == before
+    # The admin entry is left as it was; only the demo token's entry is appended.
+    assert tokens.path.read_bytes().startswith(before.rstrip(b"\n"))
+    assert [e.name for e in tokens.read().tokens] == ["admin", "demo"]
     assert not (folder / ADMIN_TOKEN_FILE).exists()
     # A file not in the CLI's layout is never rewritten either.
     tokens.path.write_text("tokens: [{name: x, sha256: '0'}]\n")
@@ -962,3 +986,46 @@ def test_scale_mutation_cases_cover_every_scale_check() -> None:
     scale_only = {check.__name__ for check in cm.SCALE_CHECKS} - {c.__name__ for c in cm.CHECKS}
     untested = scale_only - {m.check.__name__ for m in SCALE_MUTATIONS}
     assert not untested, f"scale checks never shown to fail: {sorted(untested)}"
+
+
+# --- the demo profile -----------------------------------------------------------------
+
+
+def test_default_stack_leaves_the_demo_out(stack: cm.Stack) -> None:
+    """`docker compose up -d` starts no demo: it is the `demo` profile's only service."""
+    assert cm.DEMO_SERVICE not in stack.services
+    assert cm.compose_service(cm.DEMO_SERVICE)["profiles"] == ["demo"]
+
+
+def test_demo_runs_the_k6_script_with_the_demo_token() -> None:
+    demo = cm.compose_service(cm.DEMO_SERVICE)
+    assert demo["image"].startswith("${K6_IMAGE:?")
+    # source:target[:ro], where the source may be ${VAR:-default}.
+    volumes = {
+        target: source
+        for source, target, *_ in (re.split(r":(?![-?])", str(v)) for v in demo["volumes"])
+    }
+    k6_mount = next(target for target, source in volumes.items() if source == "./k6")
+    script = demo["command"][-1]
+    assert script.startswith(f"{k6_mount}/")
+    assert (REPO_ROOT / "k6" / Path(script).relative_to(k6_mount)).is_file(), script
+    environment = demo["environment"]
+    token_target = environment["NEUROS_API_TOKEN_FILE"]
+    assert volumes[token_target] == f"${{NEUROS_DEMO_TOKEN_FILE:-./{DEMO_TOKEN_FILE}}}"
+    api_port = cm.compose_service(cm.AGENT)["expose"][0]
+    assert environment["BASE_URL"] == f"http://{cm.AGENT}:{api_port}"
+    # The same file and id space as scripts/setup.sh and the k6 script.
+    setup = (REPO_ROOT / "scripts" / "setup.sh").read_text()
+    assert f'DEMO_TOKEN_FILE="{DEMO_TOKEN_FILE}"' in setup
+    assert f'DEMO_USERS="{DEMO_USER_PREFIX}*"' in setup
+    k6_sources = "".join(p.read_text() for p in (REPO_ROOT / "k6").rglob("*.js"))
+    assert f"'{DEMO_USER_PREFIX}" in k6_sources
+
+
+def test_grafana_opens_on_the_kpi_overview() -> None:
+    grafana = cm.compose_service("grafana")
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in grafana["volumes"]}
+    source = mounts[str(home.parent)]
+    dashboard = json.loads((REPO_ROOT / source / home.name).read_text())
+    assert dashboard["title"] == "NEUROS KPI Overview"
