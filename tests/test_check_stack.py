@@ -184,6 +184,42 @@ def break_runbook(repo: Path) -> tuple[str, str]:
     return alert.file, f"alert {alert.name!r} has no '## {alert.name}' section"
 
 
+def break_runbook_metric(repo: Path) -> tuple[str, str]:
+    """A runbook query reading a metric no one produces (its first agent metric)."""
+    runbook = repo / cs.RUNBOOK
+    text = runbook.read_text()
+    reads = cs.runbook_metric_reads(text)
+    line, name, _ = next(read for read in reads if read[1].startswith("neuros_"))
+    lines = text.splitlines(keepends=True)
+    lines[line - 1] = re.sub(rf"(?<![\w:]){name}(?![\w:])", f"{name}_gone", lines[line - 1])
+    runbook.write_text("".join(lines))
+    return str(cs.RUNBOOK), f"line {line}: metric {name + '_gone'!r} is produced by nothing"
+
+
+def break_runbook_collector_metric(repo: Path) -> tuple[str, str]:
+    """The runbook names a collector metric by its fallback name (no unit suffix), as it
+    did with otelcol_process_memory_rss."""
+    runbook = repo / cs.RUNBOOK
+    text = runbook.read_text()
+    assert "`otelcol_process_memory_rss_bytes`" in text
+    runbook.write_text(
+        text.replace("`otelcol_process_memory_rss_bytes`", "`otelcol_process_memory_rss`")
+    )
+    return str(cs.RUNBOOK), (
+        "metric 'otelcol_process_memory_rss' is produced by nothing"
+        ' (did you mean "otelcol_process_memory_rss_bytes"?)'
+    )
+
+
+def break_collector_readers(repo: Path) -> tuple[str, str]:
+    """Without the readers block the collector's metric names lose their suffixes."""
+    path = repo / cs.OTEL_CONFIG
+    document = yaml.safe_load(path.read_text())
+    del document["service"]["telemetry"]["metrics"]["readers"]
+    path.write_text(yaml.safe_dump(document))
+    return str(cs.OTEL_CONFIG), "has no readers/pull/prometheus exporter"
+
+
 def _first_scrape_target(repo: Path) -> tuple[str, str, int]:
     config = yaml.safe_load((repo / cs.PROMETHEUS_CONFIG).read_text())
     for job in config["scrape_configs"]:
@@ -352,6 +388,9 @@ def break_population_panel(repo: Path) -> tuple[str, str]:
         break_dashboard_metric,
         break_rule_metric,
         break_runbook,
+        break_runbook_metric,
+        break_runbook_collector_metric,
+        break_collector_readers,
         break_compose_service,
         break_compose_port,
         break_collector_listen_port,
@@ -489,7 +528,9 @@ def test_replica_sums_flag_population_gauges_added_up_across_instances(
 def test_producers_accept_exact_names_prefixes_and_regexes() -> None:
     producers = cs.Producers({"neuros_x_total": "agent"}, agent_jobs=frozenset({"neuros"}))
     assert producers.produces("neuros_x_total", "neuros")
-    assert producers.produces("otelcol_exporter_sent_spans_total")
+    assert producers.produces("tempo_ingester_blocks_flushed_total")
+    # The collector's names depend on its config: exact names only, never a prefix.
+    assert not producers.produces("otelcol_exporter_sent_spans_total")
     assert not producers.produces("neuros_y_total")
     # An agent job gets no prefix leeway: its registry lists every name.
     assert producers.produces("process_resident_memory_byte")
@@ -525,6 +566,132 @@ def test_agent_metric_names_are_exactly_what_the_agent_exposes() -> None:
     }
     assert "neuros_http_requests_total" in exposed  # the labelled ones were exercised
     assert cs.agent_metric_names(REPO_ROOT) == exposed
+
+
+# The "Metric readers" case of the collector's v0.144.0 metric-stability test
+# (internal/e2e/metric_stability_test.go): what a collector with a readers block serves.
+E2E_READERS_NAMES = {
+    "otelcol_process_uptime_seconds_total",
+    "otelcol_process_cpu_seconds_total",
+    "otelcol_process_memory_rss_bytes",
+    "otelcol_process_runtime_heap_alloc_bytes",
+    "otelcol_process_runtime_total_alloc_bytes_total",
+    "otelcol_process_runtime_total_sys_memory_bytes",
+    "otelcol_processor_batch_batch_send_size_bucket",
+    "otelcol_processor_batch_batch_send_size_bytes_bucket",
+    "otelcol_processor_batch_metadata_cardinality",
+    "otelcol_processor_batch_timeout_trigger_send_total",
+    "otelcol_exporter_sent_spans_total",
+    "otelcol_exporter_send_failed_spans_total",
+    "otelcol_exporter_sent_metric_points_total",
+    "otelcol_exporter_send_failed_log_records_total",
+    "otelcol_receiver_accepted_spans_total",
+    "otelcol_receiver_refused_spans_total",
+    "otelcol_receiver_accepted_log_records_total",
+    "otelcol_receiver_refused_metric_points_total",
+}
+# Its "No metric readers (default)" case: the names without the block.
+E2E_FALLBACK_NAMES = {
+    "otelcol_process_uptime",
+    "otelcol_process_memory_rss",
+    "otelcol_process_runtime_total_alloc_bytes",
+    "otelcol_processor_batch_timeout_trigger_send",
+    "otelcol_exporter_sent_spans",
+    "otelcol_exporter_send_failed_spans",
+    "otelcol_receiver_accepted_spans",
+    "otelcol_receiver_refused_spans",
+}
+
+
+def test_collector_names_are_those_of_the_pinned_release_with_readers() -> None:
+    names = cs.collector_metric_names()
+    assert names >= E2E_READERS_NAMES
+    assert not names & E2E_FALLBACK_NAMES
+    # What the collector alerts and the runbook read.
+    assert {
+        "otelcol_exporter_enqueue_failed_spans_total",
+        "otelcol_exporter_queue_size",
+        "otelcol_exporter_queue_capacity",
+    } <= names
+    env = (REPO_ROOT / ".env.example").read_text()
+    assert f"OTELCOL_IMAGE=otel/opentelemetry-collector-contrib:{cs.COLLECTOR_VERSION}\n" in env, (
+        "the collector pin moved: re-read scripts/check_stack/collector.py's table"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "instrument", "want"),
+    [
+        ("process_uptime", "s", "counter", {"otelcol_process_uptime_seconds_total"}),
+        ("process_memory_rss", "By", "gauge", {"otelcol_process_memory_rss_bytes"}),
+        ("process_runtime_total_alloc_bytes", "By", "counter",
+         {"otelcol_process_runtime_total_alloc_bytes_total"}),
+        ("exporter_queue_size", "{batches}", "gauge", {"otelcol_exporter_queue_size"}),
+        ("processor_internal_duration", "s", "histogram",
+         {f"otelcol_processor_internal_duration_seconds_{s}" for s in ("bucket", "count", "sum")}),
+    ],
+)  # fmt: skip
+def test_collector_prometheus_names(name: str, unit: str, instrument: str, want: set[str]) -> None:
+    assert cs.prometheus_sample_names(name, unit, instrument) == want
+
+
+def test_collector_readers_block_is_required() -> None:
+    reader = {"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": 8888}}}}
+    assert cs.has_prometheus_reader({"service": {"telemetry": {"metrics": {"readers": [reader]}}}})
+    assert not cs.has_prometheus_reader(
+        {"service": {"telemetry": {"metrics": {"level": "normal"}}}}
+    )
+    assert not cs.has_prometheus_reader({})
+
+
+def test_backup_tool_names_are_what_it_writes() -> None:
+    from neuros.backup import metrics as backup_metrics
+
+    names = cs.backup_tool_metric_names(REPO_ROOT)
+    assert backup_metrics.LAST_SUCCESS in names
+    assert names == set(backup_metrics.HELP)
+
+
+RUNBOOK_SAMPLE = """\
+## Section
+
+Query `sum by (route) (rate(neuros_http_requests_total{job="neuros"}[5m]))` and
+`job:neuros_kpi_hrv_rmssd_seconds:median1h <
+0.8 * job:neuros_kpi_hrv_rmssd_seconds:median7d`; not `docker compose ps`,
+`memory_limiter`, `otel-collector:8888` or `prometheus/slo.yml`.
+
+```
+otelcol_exporter_queue_size / otelcol_exporter_queue_capacity
+```
+"""
+
+
+def test_runbook_reads_come_from_promql_snippets_only() -> None:
+    reads = cs.runbook_metric_reads(RUNBOOK_SAMPLE)
+    assert len(reads) == 5
+    assert set(reads) == {
+        (3, "neuros_http_requests_total", "neuros"),
+        (4, "job:neuros_kpi_hrv_rmssd_seconds:median1h", None),
+        (4, "job:neuros_kpi_hrv_rmssd_seconds:median7d", None),
+        (9, "otelcol_exporter_queue_capacity", None),
+        (9, "otelcol_exporter_queue_size", None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"),
+    [
+        ("neuros_readings_accepted_total", True),
+        ("otelcol_process_memory_rss", True),
+        ("slo:burn_rate:ratio_rate1h", True),
+        ("up", True),
+        ("memory_limiter", False),
+        ("exporter", False),
+        ("collector:8888", False),
+    ],
+)
+def test_stack_metric_names_in_prose(name: str, metric: bool) -> None:
+    assert cs.is_stack_metric_name(name) is metric
 
 
 def test_storage_script_names_match_a_successful_run(tmp_path: Path) -> None:

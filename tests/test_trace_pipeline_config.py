@@ -2,8 +2,9 @@
 
 Neither image runs on this machine, so the checks are static. They target what breaks a
 deployment: a config the pinned version rejects (a restart loop), hosts and ports that
-disagree with compose or Prometheus, and a user identifier reaching the trace store.
-Checks that need a compose service the stack does not define yet are skipped.
+disagree with compose or Prometheus, a user identifier reaching the trace store, and
+links between them that Grafana would not follow (exemplar labels, streaming search).
+A check whose compose service is missing fails: every service they name is required.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yml"
 PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
+DATASOURCES_DIR = REPO_ROOT / "grafana" / "provisioning" / "datasources"
+RULE_TESTS_DIR = REPO_ROOT / "prometheus" / "tests"
 
 # The releases the configs and the allow-lists below were checked against. Moving a pin in
 # .env.example without re-checking both fails test_*_image_is_the_checked_release.
@@ -97,6 +100,10 @@ TEMPO_TOP_LEVEL = frozenset(
 # metrics-generator processors of Tempo 2.x (local-blocks was removed in 3.0).
 TEMPO_PROCESSORS = frozenset({"service-graphs", "span-metrics", "local-blocks"})
 TEMPO_REQUIRED_PROCESSORS = frozenset({"service-graphs", "span-metrics"})
+# The label Tempo's metrics generator puts the trace id of an exemplar in, unless the
+# overrides set metrics_generator.trace_id_label_name (tempo v2.10.7
+# modules/generator/registry/histogram.go and native_histogram.go: "traceID").
+TEMPO_DEFAULT_TRACE_ID_LABEL = "traceID"
 PROMETHEUS_REMOTE_WRITE_PATH = "/api/v1/write"
 
 # Attribute keys that identify a user (or carry the raw path, which holds the user id):
@@ -499,6 +506,55 @@ def test_exporter_targets_tempo_otlp_grpc_receiver() -> None:
     assert exporter["tls"]["insecure"] is True, "plain gRPC inside the compose network"
 
 
+# The label naming the collector component a series of its own telemetry is about, and
+# the config section holding those ids.
+COLLECTOR_COMPONENT_LABELS = {
+    "receiver": "receivers",
+    "processor": "processors",
+    "exporter": "exporters",
+}
+_LABEL_VALUE = re.compile(r'(?P<label>receiver|processor|exporter)\s*=\s*"(?P<value>[^"]*)"')
+
+
+def collector_labels_in_rule_tests() -> list[tuple[str, str, str]]:
+    """(test file, label, value) of every receiver/processor/exporter label given to an
+    otelcol_* series or expected on an alert in the promtool tests."""
+    found: list[tuple[str, str, str]] = []
+    for path in sorted(RULE_TESTS_DIR.glob("*.yml")):
+        for group in _load(path).get("tests") or []:
+            for series in group.get("input_series") or []:
+                text = str(series.get("series", ""))
+                if text.startswith("otelcol_"):
+                    found += [
+                        (path.name, m["label"], m["value"]) for m in _LABEL_VALUE.finditer(text)
+                    ]
+            for case in group.get("alert_rule_test") or []:
+                for alert in case.get("exp_alerts") or []:
+                    labels = alert.get("exp_labels") or {}
+                    if labels.get("job") == "otel-collector":
+                        found += [
+                            (path.name, label, str(labels[label]))
+                            for label in COLLECTOR_COMPONENT_LABELS
+                            if label in labels
+                        ]
+    return found
+
+
+def test_rule_tests_name_the_collectors_real_components() -> None:
+    """The collector labels its telemetry with component ids as written in its config
+    (``otlp_grpc/tempo``): a promtool test with another id passes against series the
+    collector never exports."""
+    config = _collector()
+    found = collector_labels_in_rule_tests()
+    assert {label for _, label, _ in found} >= {"exporter", "receiver"}, found
+    wrong = [
+        f"{file}: {label}={value!r} is not one of {sorted(config[section])}"
+        for file, label, value in found
+        if value not in config[(section := COLLECTOR_COMPONENT_LABELS[label])]
+    ]
+    assert not wrong, wrong
+
+
 def test_exporter_target_is_a_compose_service() -> None:
     host, _ = _host_port(_tempo_exporter(_collector())["endpoint"])
     compose_service(host)
@@ -631,6 +687,62 @@ def test_tempo_generates_span_and_service_graph_metrics() -> None:
     processors = set(overrides["defaults"]["metrics_generator"]["processors"])
     assert processors <= TEMPO_PROCESSORS, f"unknown processors: {processors - TEMPO_PROCESSORS}"
     assert processors >= TEMPO_REQUIRED_PROCESSORS
+
+
+def _grafana_datasources(kind: str) -> list[dict[str, Any]]:
+    found = [
+        _mapping(entry, "datasource")
+        for path in sorted(DATASOURCES_DIR.glob("*.yml"))
+        for entry in _load(path).get("datasources") or []
+        if entry.get("type") == kind
+    ]
+    assert found, f"no {kind} datasource provisioned in {DATASOURCES_DIR}"
+    return found
+
+
+def tempo_exemplar_trace_id_label(config: dict[str, Any]) -> str:
+    """The exemplar label Tempo's metrics generator writes the trace id to."""
+    generator = config.get("overrides", {}).get("defaults", {}).get("metrics_generator", {})
+    return str(generator.get("trace_id_label_name") or TEMPO_DEFAULT_TRACE_ID_LABEL)
+
+
+def test_tempo_exemplars_link_to_their_trace() -> None:
+    """Grafana turns an exemplar into a trace link only through a destination naming the
+    exemplar's label. Tempo's span-metrics and service-graph exemplars use its own label
+    (``traceID`` by default), not the agent's ``trace_id``: without a destination for it
+    they show as dots that open nothing."""
+    tempo_uids = {entry["uid"] for entry in _grafana_datasources("tempo")}
+    label = tempo_exemplar_trace_id_label(_tempo())
+    for prometheus in _grafana_datasources("prometheus"):
+        destinations = prometheus.get("jsonData", {}).get("exemplarTraceIdDestinations") or []
+        names = {d["name"] for d in destinations if d.get("datasourceUid") in tempo_uids}
+        assert label in names, (
+            f"datasource {prometheus['name']!r}: no exemplarTraceIdDestinations entry named "
+            f"{label!r} (Tempo's exemplar label) pointing at Tempo; it has {sorted(names)}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "label"),
+    [
+        ({}, "traceID"),
+        ({"defaults": {"metrics_generator": {"processors": []}}}, "traceID"),
+        ({"defaults": {"metrics_generator": {"trace_id_label_name": "trace_id"}}}, "trace_id"),
+    ],
+)
+def test_tempo_exemplar_label_follows_the_overrides(overrides: dict[str, Any], label: str) -> None:
+    assert tempo_exemplar_trace_id_label({"overrides": overrides}) == label
+
+
+def test_grafana_streams_the_search_tempo_streams() -> None:
+    """stream_over_http_enabled only opens Tempo's streaming endpoints; Grafana's Tempo
+    data source uses them only with jsonData.streamingEnabled.search (Grafana 11.6)."""
+    assert _tempo().get("stream_over_http_enabled") is True
+    for tempo in _grafana_datasources("tempo"):
+        streaming = tempo.get("jsonData", {}).get("streamingEnabled") or {}
+        assert streaming.get("search") is True, (
+            f"datasource {tempo['name']!r} does not set jsonData.streamingEnabled.search"
+        )
 
 
 def test_tempo_does_not_report_usage() -> None:

@@ -12,10 +12,13 @@ b. every PromQL expression (dashboard targets with Grafana variables substituted
    every rule) parses: with ``promtool check rules`` and with promql-parser;
 c. every metric those expressions read is produced: by the agent (its registry is
    built here from ``neuros.metrics``), a recording rule, Prometheus (``ALERTS``), the
-   storage script's textfile (the real script is run against a docker that fails), or
-   a declared exporter (:data:`EXPORTER_PREFIXES`);
+   storage script's textfile (the real script is run against a docker that fails), the
+   backup tool's textfile (``neuros.backup.metrics``), the collector (its exact names
+   for the pinned release and otel/config.yml's ``readers`` block, which must be there:
+   :mod:`.collector`), or a declared exporter (:data:`EXPORTER_PREFIXES`);
 d. every alert has a ``## AlertName`` section in docs/runbook.md and its runbook_url
-   anchor points at it;
+   anchor points at it, and every metric of the stack read by a runbook code snippet
+   that parses as PromQL is produced, as in c;
 e. every host:port one component uses to reach another (scrape and Alertmanager
    targets, collector exporters, Tempo's remote write, Grafana datasource urls, the
    agent's OTLP endpoint) names a docker-compose service and a port it exposes
@@ -31,6 +34,13 @@ and those returning no series are findings unless ``grafana/expected-empty.yml``
 
 from __future__ import annotations
 
+from .collector import (
+    COLLECTOR_VERSION,
+    check_collector_readers,
+    collector_metric_names,
+    has_prometheus_reader,
+    prometheus_sample_names,
+)
 from .compose import (
     LOCAL_HOSTS,
     METRICS_PORT_VARIABLE,
@@ -86,6 +96,7 @@ from .live import prometheus_query_function, run_live
 from .producers import (
     Producers,
     agent_metric_names,
+    backup_tool_metric_names,
     check_metric_names,
     collect_producers,
     storage_script_metric_names,
@@ -102,9 +113,17 @@ from .promql import (
 from .replicas import SHARED_GAUGES, check_replica_sums, replica_sums
 from .report import Finding, LiveResult, Report, json_report, summary
 from .rules import Rule, load_rules, rule_queries
-from .runbook import check_runbook, github_anchor
+from .runbook import (
+    check_runbook,
+    check_runbook_metrics,
+    code_snippets,
+    github_anchor,
+    is_stack_metric_name,
+    runbook_metric_reads,
+)
 
 __all__ = [
+    "COLLECTOR_VERSION",
     "COMPOSE_FILE",
     "DASHBOARDS_DIR",
     "DATASOURCES_DIR",
@@ -137,8 +156,10 @@ __all__ = [
     "Windows",
     "agent_jobs",
     "agent_metric_names",
+    "backup_tool_metric_names",
     "check",
     "check_agent_metrics_port",
+    "check_collector_readers",
     "check_datasource_refs",
     "check_endpoint",
     "check_expectations_match",
@@ -146,12 +167,17 @@ __all__ = [
     "check_metric_names",
     "check_replica_sums",
     "check_runbook",
+    "check_runbook_metrics",
+    "code_snippets",
     "collect_producers",
+    "collector_metric_names",
     "dashboard_queries",
     "dashboard_variables",
     "datasource_queries",
     "github_anchor",
+    "has_prometheus_reader",
     "interpolate",
+    "is_stack_metric_name",
     "iter_panels",
     "json_report",
     "load_compose",
@@ -166,10 +192,12 @@ __all__ = [
     "parse_endpoint",
     "parse_queries",
     "prometheus_query_function",
+    "prometheus_sample_names",
     "promtool_errors",
     "replica_sums",
     "rule_queries",
     "run_live",
+    "runbook_metric_reads",
     "stack_endpoints",
     "storage_script_metric_names",
     "substitute_variables",

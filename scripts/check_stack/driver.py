@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .collector import check_collector_readers
 from .compose import (
     agent_jobs,
     check_agent_metrics_port,
@@ -32,7 +33,7 @@ from .promql import PROMTOOL_MISSING, Windows, find_promtool, in_ci, parse_queri
 from .replicas import check_replica_sums
 from .report import Report
 from .rules import load_rules, rule_queries
-from .runbook import check_runbook
+from .runbook import check_runbook, check_runbook_metrics
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def check(options: Options) -> Report:
     check_replica_sums(queries, asts, report)
 
     check_runbook(repo, rules, report)
+    check_runbook_metrics(repo, producers, report)
 
     otel = load_required(repo, OTEL_CONFIG, report)
     tempo = load_required(repo, TEMPO_CONFIG, report)
@@ -80,6 +82,7 @@ def check(options: Options) -> Report:
     check_agent_metrics_port(prometheus_config, hosts, report)
     if otel:
         check_listeners(OTEL_CONFIG, otel_listeners(otel), repo, hosts, report)
+        check_collector_readers(otel, report)
     if tempo:
         check_listeners(TEMPO_CONFIG, tempo_listeners(tempo), repo, hosts, report)
         if not tempo_remote_writes(tempo):

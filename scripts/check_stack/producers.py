@@ -1,6 +1,6 @@
 """Which metric names exist: the agent's registry, recording rules, the storage
-script's textfile, Prometheus itself and declared exporters; reads of any other name
-are findings."""
+script's textfile, Prometheus itself, the collector's own telemetry and declared
+exporters; reads of any other name are findings."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import promql_parser
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from .collector import collector_metric_names
 from .files import STORAGE_SCRIPT
 from .promql import Query, metric_reads
 from .report import Report
@@ -26,12 +27,13 @@ from .rules import Rule
 
 # Metrics no file in this repository defines, read by name prefix. One line each: who
 # produces them. A neuros_* name is never accepted by prefix: the agent's registry, the
-# recording rules and the storage script are the only sources for those.
+# recording rules and the storage script are the only sources for those. Nor is an
+# otelcol_* name: collector.py lists the collector's, whose spelling depends on
+# otel/config.yml.
 EXPORTER_PREFIXES: tuple[str, ...] = (
     "scrape_",  # synthetic: Prometheus adds scrape_* series to every scrape
     "prometheus_",  # Prometheus' own /metrics (job "prometheus")
     "alertmanager_",  # Alertmanager's /metrics
-    "otelcol_",  # the OpenTelemetry Collector's internal telemetry (:8888)
     "tempo_",  # Tempo's /metrics on :3200
     "traces_spanmetrics_",  # Tempo metrics-generator, span-metrics processor (remote write)
     "traces_service_graph_",  # Tempo metrics-generator, service-graphs processor
@@ -44,6 +46,10 @@ EXPORTER_PREFIXES: tuple[str, ...] = (
 AGENT_JOB_PREFIXES = (
     "scrape_",  # Prometheus' per-target scrape series
     "traces_spanmetrics_",  # Tempo's span metrics name the traced service's job
+)
+PRODUCED_BY_NOTHING = (
+    "is produced by nothing: not the agent, a recording rule, the storage script, the"
+    " backup tool, the collector or a declared exporter"
 )
 # Synthetic series Prometheus itself creates: scrape health and alert state.
 SYNTHETIC_METRICS = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
@@ -74,6 +80,16 @@ def agent_metric_names(repo: Path) -> set[str]:
         names |= family_sample_names(family.name, family.type)
         names |= {sample.name for sample in family.samples}
     return names
+
+
+def backup_tool_metric_names(repo: Path) -> set[str]:
+    """Sample names the backup tool (``python -m neuros.backup``) writes to its
+    textfile, from the checked repository's own renderer."""
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    module = importlib.import_module("neuros.backup.metrics")
+    text = module.render(module.Run(finished_at=0.0, success=True, duration_seconds=0.0), {})
+    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def storage_script_metric_names(repo: Path) -> set[str]:
@@ -162,6 +178,11 @@ def collect_producers(
         exact.update(dict.fromkeys(agent_metric_names(repo), "agent"))
     except Exception as error:  # any import or build failure is a finding, not a crash
         report.add("neuros/metrics.py", f"cannot build the agent's metrics: {error!r}")
+    try:
+        exact.update(dict.fromkeys(backup_tool_metric_names(repo), "backup tool"))
+    except Exception as error:  # as above
+        report.add("neuros/backup/metrics.py", f"cannot render its metrics: {error!r}")
+    exact.update(dict.fromkeys(collector_metric_names(), "collector"))
     exact.update({r.name: "recording rule" for r in rules if r.kind == "record"})
     return Producers(exact, agent_jobs)
 
@@ -181,10 +202,7 @@ def check_metric_names(
             if job in producers.agent_jobs:
                 message = f"is not exposed by the agent (job {job!r}) nor a recording rule"
             else:
-                message = (
-                    "is produced by nothing: not the agent, a recording rule, the storage"
-                    " script or a declared exporter"
-                )
+                message = PRODUCED_BY_NOTHING
             report.add(
                 query.file,
                 f"{query.where}: metric {name!r} {message}{producers.suggestion(name)}",
