@@ -3,15 +3,18 @@
 Runs the real ``promtool`` (``check config``, ``check rules``, ``test rules``) and
 checks the conventions every rule file in ``prometheus/rules/`` must follow, whoever
 wrote it: alert naming, severities, annotations, runbook sections, recording-rule
-names, and that every alert is seen firing in a promtool unit test, with its ``for``
-exercised (expected silent first, firing later).
+names, and that every alert is seen firing in a promtool unit test, with the moment it
+starts firing pinned (expected silent one evaluation before, firing then), so its ``for``
+cannot change unnoticed.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -251,31 +254,162 @@ def test_every_alert_is_seen_firing() -> None:
     assert not missing, f"never expected firing in prometheus/tests/*.yml: {missing}"
 
 
-def test_every_for_is_exercised() -> None:
-    """An alert with a `for` is expected silent, then firing later, in one test group.
+@dataclass(frozen=True)
+class AlertCheck:
+    """One alert_rule_test entry: where it is, and whether it expects the alert firing."""
 
-    That pins the pending period: a test checking only the firing state would still
-    pass if the `for` were dropped.
+    file: str
+    group: int
+    interval: float  # the test file's evaluation_interval, in seconds
+    at: float  # eval_time, in seconds
+    firing: bool
+
+
+def alert_checks() -> dict[str, list[AlertCheck]]:
+    """Every promtool check of every alert, by alert name."""
+    checks: dict[str, list[AlertCheck]] = defaultdict(list)
+    for path in RULE_TEST_FILES:
+        document = _load_yaml(path) or {}
+        interval = parse_duration(document.get("evaluation_interval", "1m"))
+        for index, group in enumerate(document.get("tests") or []):
+            for case in group.get("alert_rule_test") or []:
+                checks[case["alertname"]].append(
+                    AlertCheck(
+                        path.name,
+                        index,
+                        interval,
+                        parse_duration(case["eval_time"]),
+                        bool(case.get("exp_alerts")),
+                    )
+                )
+    return checks
+
+
+def onset_problem(name: str, for_seconds: float, checks: list[AlertCheck]) -> str | None:
+    """Why ``checks`` do not pin the moment the alert starts firing, or None.
+
+    Wanted, in one test group: a check expecting the alert silent at T and one
+    expecting it firing at T + d, with 0 < d <= one evaluation interval. promtool passing
+    both means the alert started firing in (T, T + d]. With a ``for`` it was then pending
+    since that moment minus the ``for``, with its condition true at every evaluation in
+    between, T included. So a ``for`` one evaluation shorter (or none) fires by T: the
+    silent check fails; one evaluation longer fires after T + d: the firing check fails.
+    Without a ``for`` the pair pins the same way that it fires at the first evaluation
+    its condition holds. Only an alert with no ``for`` that fires at the very first
+    evaluation (a Watchdog) has no silent moment before: a firing check then suffices.
     """
-    silent: dict[tuple[str, str, int], list[float]] = defaultdict(list)
-    firing: dict[tuple[str, str, int], list[float]] = defaultdict(list)
-    for file, index, case in alert_rule_tests():
-        key = (case["alertname"], file, index)
-        at = parse_duration(case["eval_time"])
-        (firing if case.get("exp_alerts") else silent)[key].append(at)
-    missing = []
-    for _, rule in all_alerts():
-        name = rule["alert"]
-        if parse_duration(rule.get("for", "0")) == 0:
-            continue
-        exercised = any(
-            min(silent[key], default=float("inf")) < max(times)
-            for key, times in firing.items()
-            if key[0] == name
+    if not any(check.firing for check in checks):
+        return f"{name}: never expected firing"
+    if for_seconds == 0 and any(c.firing and c.at < c.interval for c in checks):
+        return None  # fires from the first evaluation: nothing can be silent before it
+    for firing in (c for c in checks if c.firing and c.at >= for_seconds):
+        for silent in checks:
+            same_group = (silent.file, silent.group) == (firing.file, firing.group)
+            if same_group and not silent.firing and 0 < firing.at - silent.at <= firing.interval:
+                return None
+    return (
+        f"{name} (for {for_seconds:g}s): no test group expects it silent at some T and"
+        " firing at most one evaluation interval later, at or after its `for`"
+    )
+
+
+def onset_problems(
+    alerts: list[tuple[str, dict[str, Any]]], checks: dict[str, list[AlertCheck]]
+) -> list[str]:
+    problems = []
+    for _, rule in alerts:
+        problem = onset_problem(
+            rule["alert"], parse_duration(rule.get("for", "0")), checks.get(rule["alert"], [])
         )
-        if not exercised:
-            missing.append(name)
-    assert not missing, f"no test expects these silent before firing: {missing}"
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def test_every_for_is_exercised() -> None:
+    """Every alert is expected silent one evaluation before it fires, and firing then
+    (see :func:`onset_problem`): a test checking only the firing state, or a silent state
+    long before, would still pass if the `for` were dropped or changed."""
+    problems = onset_problems(all_alerts(), alert_checks())
+    assert not problems, problems
+
+
+def _hrv_drop() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, list[AlertCheck]]]:
+    alerts = [(f, r) for f, r in all_alerts() if r["alert"] == "NeurosHrvPopulationDrop"]
+    assert alerts, "NeurosHrvPopulationDrop is gone: pick another alert with a `for`"
+    return alerts, alert_checks()
+
+
+def test_onset_check_catches_a_deleted_silent_check() -> None:
+    """The review's mutant: the check one evaluation before the `for` elapses deleted
+    (with the `for` itself removed too, or kept)."""
+    alerts, checks = _hrv_drop()
+    assert not onset_problems(alerts, checks)
+    [(file, rule)] = alerts
+    firing = [c for c in checks[rule["alert"]] if c.firing]
+    silent_before = {(c.file, c.group, c.at - c.interval) for c in firing}
+    checks[rule["alert"]] = [
+        c for c in checks[rule["alert"]] if (c.file, c.group, c.at) not in silent_before
+    ]
+    assert onset_problems(alerts, checks)
+    without_for = [(file, {k: v for k, v in rule.items() if k != "for"})]
+    assert onset_problems(without_for, checks)
+
+
+def _c(at: float, firing: bool, group: int = 0, interval: float = 60) -> AlertCheck:
+    return AlertCheck("a.yml", group, interval, at, firing)
+
+
+@pytest.mark.parametrize(
+    ("for_seconds", "checks", "ok"),
+    [
+        # A Watchdog: no `for`, firing from the first evaluation.
+        (0, [_c(0, True, interval=15), _c(86400, True, interval=15)], True),
+        # No `for` but never seen firing at the start: its onset is not pinned.
+        (0, [_c(300, True)], False),
+        (0, [_c(240, False), _c(300, True)], True),
+        # Silent two evaluations before, or in another group: not pinned.
+        (300, [_c(480, False), _c(600, True)], False),
+        (300, [_c(540, False, group=1), _c(600, True)], False),
+        (300, [_c(540, False), _c(600, True)], True),
+        # Firing before its `for` could have elapsed: the pair cannot be about the `for`.
+        (900, [_c(540, False), _c(600, True)], False),
+    ],
+)
+def test_onset_problem(for_seconds: float, checks: list[AlertCheck], ok: bool) -> None:
+    assert (onset_problem("A", for_seconds, checks) is None) is ok
+
+
+AUTH_ALERTS = [r["alert"] for f, r in all_alerts() if f == "auth-alerts.yml" and r.get("for")]
+
+
+@pytest.mark.parametrize("alert", AUTH_ALERTS)
+@pytest.mark.parametrize("shift", [-1, 1])
+def test_a_pinned_onset_fails_promtool_when_the_for_moves(
+    tmp_path: Path, alert: str, shift: int
+) -> None:
+    """The claim of :func:`onset_problem`, shown with promtool on the alerts whose test
+    file runs fastest: their `for` one evaluation shorter or longer fails their tests."""
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_DIR, copy)
+    path = copy / "rules" / "auth-alerts.yml"
+    document = _load_yaml(path)
+    [rule] = [r for g in document["groups"] for r in g["rules"] if r.get("alert") == alert]
+    interval = parse_duration(
+        _load_yaml(RULE_TESTS_DIR / "auth-alerts-test.yml")["evaluation_interval"]
+    )
+    rule["for"] = f"{int(parse_duration(rule['for']) + shift * interval)}s"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", "tests/auth-alerts-test.yml"],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0, f"{alert} with for {rule['for']} still passes"
+    assert alert in result.stdout + result.stderr
 
 
 _MIB_THRESHOLD = re.compile(r">\s*(\d+)\s*\*\s*1024\s*\*\s*1024")
