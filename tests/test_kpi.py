@@ -1,8 +1,9 @@
 """Hand-computed checks of the KPI definitions in neuros.kpi."""
 
 import math
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta, timezone
+import time as clock
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import given
@@ -10,17 +11,27 @@ from hypothesis import strategies as st
 
 from neuros.kpi import (
     HRV_BASELINE_DAYS,
+    QUANTA_PER_UNIT,
     RESTING_HR_BASELINE_DAYS,
     SLEEP_DEBT_DAYS,
+    DailyInputs,
+    DayTotals,
     KpiInputs,
     KpiSnapshot,
     Point,
     Readiness,
+    compute_from_daily,
     compute_snapshot,
     daily_means,
+    from_quanta,
+    quantize,
     readiness_for,
     recovery_score,
     rmssd,
+    summarize,
+    to_quanta,
+    utc_day,
+    window_days,
     window_start,
 )
 
@@ -400,3 +411,143 @@ def test_score_in_range_with_one_decimal(
     score = recovery_score(dev, excess, debt)
     assert 0.0 <= score <= 100.0
     assert score == round(score, 1)
+
+
+# --- edges the mutation tester found (docs/mutation-testing.md) -------------------
+
+
+def test_recovery_score_keeps_one_decimal() -> None:
+    # 60 + 0.8 * 0.07 = 60.056 -> 60.1: neither 60 (no decimal) nor 60.06 (two).
+    assert recovery_score(0.07, None, 0.0) == 60.1
+    assert recovery_score(2.0, None, 0.0) == 61.6  # 60 + 1.6
+    assert recovery_score(None, 0.25, 0.0) == 59.5  # 60 - 2 * 0.25
+    # A whole snapshot: baseline 40, latest 41.3 -> +3.25 % -> 60 + 2.6 = 62.6.
+    snap = snapshot(latest_hrv=41.3, hrv=[pt(9, 40.0)])
+    assert snap.recovery_score == 62.6
+    assert snap.readiness is Readiness.MODERATE
+
+
+def test_a_point_at_as_of_counts() -> None:
+    """Points recorded exactly at ``as_of`` are in; only later ones are out."""
+    inputs = KpiInputs(AS_OF, None, None, hrv=(), resting_hr=(), sleep=[Point(AS_OF, 5.0)])
+    assert summarize(inputs).sleep == {AS_OF.date(): DayTotals(5.0, 1)}
+    assert compute_snapshot(inputs, NEED).sleep_debt_hours == 3.0
+
+
+@pytest.mark.parametrize("need", [0.0, 0.5])
+def test_any_finite_non_negative_sleep_need_is_accepted(need: float) -> None:
+    # One night of 0.25 h: a need of 0 owes nothing, a need of 0.5 owes 0.25 h.
+    snap = snapshot(sleep=[pt(9, 0.25)], need=need)
+    assert snap.sleep_debt_hours == max(0.0, need - 0.25)
+
+
+@pytest.mark.parametrize("need", [-1.0, -1e-9, math.nan, math.inf, -math.inf])
+def test_a_bad_sleep_need_is_refused_by_both_paths(need: float) -> None:
+    inputs = KpiInputs(AS_OF, None, None, (), (), ())
+    message = rf"^sleep_need_hours must be finite and >= 0, got {need}$"
+    with pytest.raises(ValueError, match=message):
+        compute_snapshot(inputs, need)
+    with pytest.raises(ValueError, match=message):
+        compute_from_daily(summarize(inputs), need)
+
+
+def test_a_baseline_below_one_still_gives_a_deviation() -> None:
+    # Only a baseline of exactly 0 is undefined: 0.5 -> 1.0 is +100 % (capped at +50).
+    snap = snapshot(latest_hrv=1.0, hrv=[pt(9, 0.5)])
+    assert snap.hrv_deviation_pct == 100.0
+    assert snap.recovery_score == 100.0
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that does not know its offset: as good as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_a_tzinfo_without_offset_is_naive() -> None:
+    with pytest.raises(ValueError, match=r"^Point\.at must be timezone-aware, got naive "):
+        Point(datetime(2026, 3, 10, tzinfo=_NoOffset()), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda d: Point(d, 1.0), "Point.at"),
+        (lambda d: KpiInputs(d, None, None, (), (), ()), "as_of"),
+        (lambda d: DailyInputs(d, None, None, {}, {}, {}), "as_of"),
+        (window_start, "as_of"),
+        (utc_day, "value"),
+    ],
+)
+def test_naive_datetimes_are_named_in_the_error(call: object, name: str) -> None:
+    naive = datetime(2026, 3, 10, 8, 0)
+    with pytest.raises(ValueError, match=rf"^{name} must be timezone-aware, got naive "):
+        call(naive)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("kind", [KpiInputs, DailyInputs])
+@pytest.mark.parametrize("field", ["latest_hrv", "latest_resting_hr"])
+def test_a_latest_reading_after_as_of_is_refused(kind: type, field: str) -> None:
+    later = Point(AS_OF + timedelta(seconds=1), 50.0)
+    latest = {"latest_hrv": None, "latest_resting_hr": None, field: later}
+    empty: tuple[()] | dict[date, DayTotals] = () if kind is KpiInputs else {}
+    with pytest.raises(ValueError, match=rf"^{field} is recorded after as_of$"):
+        kind(AS_OF, latest["latest_hrv"], latest["latest_resting_hr"], empty, empty, empty)
+    # At as_of itself it is the latest reading of all: fine.
+    at = {**latest, field: Point(AS_OF, 50.0)}
+    kind(AS_OF, at["latest_hrv"], at["latest_resting_hr"], empty, empty, empty)
+
+
+def test_rmssd_error_message() -> None:
+    with pytest.raises(ValueError, match=r"^RMSSD needs at least 2 RR intervals$"):
+        rmssd([800.0])
+
+
+def test_window_days_are_the_15_utc_days_up_to_today() -> None:
+    days = window_days(AS_OF)
+    assert len(days) == SLEEP_DEBT_DAYS + 1
+    assert days[0] == date(2026, 2, 24)
+    assert days[-1] == date(2026, 3, 10)
+    assert days == sorted(days)
+    assert days[0] == window_start(AS_OF).date()
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+9 for the test."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    clock.tzset()
+    yield
+    monkeypatch.undo()
+    clock.tzset()
+
+
+@pytest.mark.usefixtures("tokyo")
+def test_utc_days_do_not_follow_the_local_time_zone() -> None:
+    late = datetime(2026, 3, 10, 20, 0, tzinfo=UTC)  # 2026-03-11 05:00 in Tokyo
+    assert late.astimezone().date() == date(2026, 3, 11)  # the zone did change
+    assert utc_day(late) == date(2026, 3, 10)
+    assert window_start(late) == datetime(2026, 2, 24, tzinfo=UTC)
+    assert window_days(late)[-1] == date(2026, 3, 10)
+    # A sleep reading of that evening counts for 03-10, today, in a snapshot as of then.
+    snap = snapshot(as_of=late, sleep=[Point(late - timedelta(hours=1), 6.0)])
+    assert snap.sleep_debt_hours == 2.0
+
+
+def test_quanta_grid() -> None:
+    assert QUANTA_PER_UNIT == 2**24
+    assert to_quanta(1.5) == 3 * 2**23
+    assert to_quanta(2.0**-25) in (0, 1)  # half a quantum rounds to a neighbour
+    assert to_quanta(3 * 2.0**-25) == 2  # 1.5 quanta -> 2 (round half to even)
+    assert from_quanta(2**24) == 1.0
+    assert from_quanta(3) == 3 / 2**24
+    assert quantize(1 / 3) * 2**24 == round(2**24 / 3)
+    assert abs(quantize(0.1) - 0.1) <= 2.0**-25
+    assert quantize(quantize(0.1)) == quantize(0.1)

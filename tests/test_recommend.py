@@ -138,3 +138,12 @@ def test_always_a_reason_ending_with_the_score(
     assert advice.reasons
     assert advice.reasons[-1].startswith(f"recovery score {score:.1f}/100, readiness ")
     assert advise(snap(score, sleep_debt_hours=debt, hrv_deviation_pct=dev)) == advice
+
+
+def test_rule3_without_current_or_baseline_values_says_so() -> None:
+    # A snapshot may carry a deviation with neither figure (built by hand, or by an
+    # older agent): the reason says "n/a" rather than inventing one.
+    advice = advise(snap(70.0, hrv_deviation_pct=-25.0))
+    assert advice.reasons[0] == (
+        "HRV (RMSSD) n/a is 25.0% below its 7-day baseline of n/a (<= -20%)"
+    )

@@ -218,6 +218,43 @@ def test_every_query_searches_an_index(store: Store) -> None:
     assert "readings_resting_hr" in plans["head"], plans["head"]
 
 
+# The partial indexes the head query reads (neuros.store: "Covering partial indexes").
+HEAD_INDEXES = {"readings_hrv": "hrv_rmssd_ms", "readings_resting_hr": "resting_hr_bpm"}
+
+
+def test_latest_values_come_from_covering_partial_indexes(store: Store) -> None:
+    """Read from the store's own schema, not a copy: each index covers what the head
+    query reads and holds only the readings that have the value."""
+    conn = store._conn()
+    partial = {
+        name: bool(flag) for _, name, _, _, flag in conn.execute("PRAGMA index_list(readings)")
+    }
+    for index, column in HEAD_INDEXES.items():
+        assert partial.get(index) is True, f"{index} is missing or not partial: {partial}"
+        columns = [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
+        assert columns == ["user_id", "recorded_at_us", column]
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+        assert sql.split("WHERE", 1)[1].split() == [column, "IS", "NOT", "NULL"], sql
+        plan = _plan(store, store_module._HEAD_QUERY, ("u",))
+        assert f"USING COVERING INDEX {index} (user_id=?)" in plan, plan
+
+
+def test_latest_hrv_costs_the_same_after_many_readings_without_one(store: Store) -> None:
+    """What the partial indexes are for: a user whose last 3,000 readings carry no HRV
+    (nor resting HR) finds the latest one as cheaply as a user whose last reading has
+    it. A full index would walk back over the 3,000."""
+    write(store, "fresh", [row(START + timedelta(minutes=i)) for i in range(2)])
+    recent = [row(START + timedelta(minutes=i), hrv=None, resting_hr=None) for i in range(1, 3001)]
+    write(store, "stale", [row(START), *recent])
+    fresh = _steps(store, lambda tx: tx.head("fresh"))
+    stale = _steps(store, lambda tx: tx.head("stale"))
+    assert stale <= fresh * 1.2, (fresh, stale)
+    with store.read() as tx:
+        head = tx.head("stale")
+    assert head is not None
+    assert head.latest_hrv == Point(START, 40.0)
+
+
 def test_latest_hrv_may_be_older_than_the_window(store: Store) -> None:
     write(store, "u", [row(START, hrv=33.0, sleep=None)])
     write(store, "u", [row(START + timedelta(days=60), hrv=None, sleep=6.0)])
