@@ -2,8 +2,10 @@
 
 An experiment has ``title``, ``description``, ``configuration`` (values, or
 ``{"type": "env", "key": ..., "default": ...}``), ``steady-state-hypothesis``
-(``title``, ``probes`` with ``tolerance``), ``method`` and ``rollbacks`` (activities),
-and our ``verdict`` (bounds on the measured times). Strings ``"${name}"`` are replaced
+(``title``, ``probes`` with ``tolerance``; a probe with ``"only_before": true`` is a
+precondition, checked before the method and not after, for a state the fault changes
+by design), ``method`` and ``rollbacks`` (activities), and our ``verdict`` (bounds on
+the measured times). Strings ``"${name}"`` are replaced
 by a configuration value or by a saved probe result (``${saved.dotted.path}``).
 """
 

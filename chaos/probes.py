@@ -20,10 +20,13 @@ from typing import Any
 
 from chaos.actions import require_replicas, run_process
 from chaos.context import Context
+from chaos.report import stamp
 from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
 
 PROMETHEUS_SERVICE = "prometheus"
 PROMETHEUS_API = "http://127.0.0.1:9090/api/v1"
+ALERTMANAGER_SERVICE = "alertmanager"
+ALERTMANAGER_API = "http://127.0.0.1:9093/api/v2"
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Label values interpolated into PromQL: a job name or a host:port, nothing to escape.
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -195,32 +198,95 @@ def _live_alerts(ctx: Context) -> dict[str, str]:
     return states
 
 
+def _alert_names(args: dict[str, Any]) -> list[str]:
+    """The alert of ``alert``, or the alerts of ``alerts`` (a list)."""
+    names = [str(args["alert"])] if "alert" in args else [str(a) for a in args.get("alerts", [])]
+    if not names:
+        raise ProbeError("name an alert (alert) or several (alerts)")
+    for name in names:
+        if not _ALERT_NAME.match(name):
+            raise ProbeError(f"{name!r} is not an alert name")
+    return names
+
+
 def prometheus_alert(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    """Has ``alert`` reached ``state`` since the mark ``since``? For pending/firing the
-    ALERTS series is read too, so an alert that fired and resolved between two polls
-    still counts, at Prometheus' own evaluation time. ``inactive``: not active now."""
-    alert, wanted = str(args["alert"]), str(args.get("state", "firing"))
-    if not _ALERT_NAME.match(alert):
-        raise ProbeError(f"{alert!r} is not an alert name")
+    """Has ``alert`` (or any of ``alerts``) reached ``state`` since the mark ``since``?
+    For pending/firing the ALERTS series is read too, so an alert that fired and resolved
+    between two polls still counts, at Prometheus' own evaluation time; ``alert`` is then
+    the one that got there first. ``inactive``: none of them is active now. ``states``
+    has each alert's live state."""
+    names, wanted = _alert_names(args), str(args.get("state", "firing"))
     now = time.time()
-    live = _live_alerts(ctx).get(alert, "inactive")
-    ctx.saw_alert(alert, live, now)
+    live_all = _live_alerts(ctx)
+    states = {name: live_all.get(name, "inactive") for name in names}
+    for name, live in states.items():
+        ctx.saw_alert(name, live, now)
     if wanted == "inactive":
-        return {"state": live, "seen": live == "inactive", "at": now}
+        active = [name for name, live in states.items() if live != "inactive"]
+        state = states[active[0]] if active else "inactive"
+        return {"state": state, "seen": not active, "at": now, "states": states}
     since = ctx.since(str(args.get("since", "fault")))
     accepted = ["firing"] if wanted == "firing" else ["pending", "firing"]
     window = max(5, math.ceil(now - since) + 5)
-    query = f'ALERTS{{alertname="{alert}",alertstate=~"{"|".join(accepted)}"}}[{window}s]'
-    first: float | None = None
+    matcher = "|".join(names)
+    query = f'ALERTS{{alertname=~"{matcher}",alertstate=~"{"|".join(accepted)}"}}[{window}s]'
+    first: dict[str, float] = {}
     for series in _prometheus(ctx, "query", {"query": query})["result"]:
-        state = series["metric"]["alertstate"]
+        name, state = series["metric"]["alertname"], series["metric"]["alertstate"]
         stamps = [float(ts) for ts, _ in series["values"] if float(ts) >= since]
         if stamps:
-            ctx.saw_alert(alert, state, min(stamps))
-            first = min(stamps) if first is None else min(first, min(stamps))
-    if first is None and live in accepted:
-        first = now
-    return {"state": live, "seen": first is not None, "at": first}
+            ctx.saw_alert(name, state, min(stamps))
+            first[name] = min(first.get(name, min(stamps)), min(stamps))
+    for name, live in states.items():
+        if name not in first and live in accepted:
+            first[name] = now
+    by = min(first, key=first.__getitem__) if first else None
+    return {
+        "state": states[by] if by else states[names[0]],
+        "seen": by is not None,
+        "at": first[by] if by else None,
+        "alert": by,
+        "states": states,
+    }
+
+
+def _epoch(stamp: Any) -> float | None:
+    """Epoch seconds of an RFC 3339 time as Alertmanager writes it (nanoseconds, Z)."""
+    if not stamp:
+        return None
+    return datetime.fromisoformat(str(stamp)).timestamp()
+
+
+def alertmanager_alert(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """What Alertmanager holds of ``alert``, read from its API in its own container:
+    ``found``, ``state`` (active, suppressed), ``receivers`` it is routed to,
+    ``last_received`` (its ``updatedAt``: every send from Prometheus refreshes it),
+    ``silent_s`` since then, ``ends_at`` (when Alertmanager resolves it without a new
+    send). With a mark ``since``: ``received_since`` (a send arrived at or after the
+    mark) and ``at``, that send's time, when one did."""
+    (alert,) = _alert_names({"alert": args["alert"]})
+    raw = ctx.project.http_get(
+        ALERTMANAGER_SERVICE, f"{ALERTMANAGER_API}/alerts", {"filter": f'alertname="{alert}"'}
+    )
+    found = [a for a in json.loads(raw) if a.get("labels", {}).get("alertname") == alert]
+    now = time.time()
+    latest = max(found, key=lambda a: _epoch(a.get("updatedAt")) or 0.0) if found else {}
+    updated = _epoch(latest.get("updatedAt"))
+    ends = _epoch(latest.get("endsAt"))
+    value: dict[str, Any] = {
+        "alert": alert,
+        "found": bool(found),
+        "state": (latest.get("status") or {}).get("state"),
+        "receivers": sorted({r["name"] for a in found for r in a.get("receivers") or []}),
+        "last_received": stamp(updated),
+        "silent_s": None if updated is None else round(now - updated, 3),
+        "ends_at": stamp(ends),
+    }
+    if "since" in args:
+        since = ctx.since(str(args["since"]))
+        received = updated is not None and updated >= since
+        value.update(received_since=received, at=updated if received else None)
+    return value
 
 
 def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
@@ -373,6 +439,7 @@ PROBES: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "prometheus-up-seen": prometheus_up_seen,
     "prometheus-alert": prometheus_alert,
     "prometheus-active-alerts": prometheus_active_alerts,
+    "alertmanager-alert": alertmanager_alert,
     "prometheus-gap": prometheus_gap,
     "light-load": light_load,
     "tempo-search": tempo_search,
@@ -391,5 +458,6 @@ def describe(ctx: Context, kind: str, args: dict[str, Any]) -> str:
         return f"docker inspect {ctx.project.describe(str(args['service']), replica)}"
     if kind == "replicas":
         return f"docker ps: containers of {ctx.project.name}/{args['service']}"
-    via = ctx.project.describe(PROMETHEUS_SERVICE)
+    service = ALERTMANAGER_SERVICE if kind.startswith("alertmanager-") else PROMETHEUS_SERVICE
+    via = ctx.project.describe(service)
     return f"{kind} via wget in {via} {json.dumps(args, sort_keys=True)}"

@@ -241,9 +241,16 @@ class Run:
 
     # -- phases -----------------------------------------------------------------------
 
-    def hypothesis(self) -> dict[str, Any]:
+    def hypothesis(self, after: bool = False) -> dict[str, Any]:
+        """The steady-state probes; ``after`` the method, not those marked
+        ``only_before`` (preconditions the fault undoes by design)."""
         hypothesis = self.experiment.hypothesis
-        results = [self.activity(p, "steady-state") for p in hypothesis.get("probes") or []]
+        probes = [
+            probe
+            for probe in hypothesis.get("probes") or []
+            if not (after and probe.get("only_before"))
+        ]
+        results = [self.activity(p, "steady-state") for p in probes]
         return {
             "title": hypothesis["title"],
             "met": None if self.dry_run else all(r["ok"] for r in results),
@@ -261,7 +268,7 @@ class Run:
                     for activity in self.experiment.activities("method"):
                         self.record["method"].append(self.activity(activity, "method"))
                     self._join_background()
-                    self.record["hypothesis_after"] = self.hypothesis()
+                    self.record["hypothesis_after"] = self.hypothesis(after=True)
         except Interrupted as exc:
             self.record["interrupted"] = str(exc)
         finally:

@@ -2,14 +2,24 @@
 
 Without Docker: the CLI contract (--help, --list, --yes outside CI), the tolerances, and
 that every name an experiment uses (services, scrape jobs, alerts, recording rules,
-configuration references) exists where it is defined.
+configuration references) exists where it is defined; the probes against canned
+Prometheus and Alertmanager answers.
 
-With Docker (one stack per module: the real docker-compose.yml's neuros and prometheus
-under a project of their own, plus tests/chaos/compose.override.yml, which mounts a
-Prometheus config generated here from prometheus/ with 1 s scrapes and a short `for`
-on NeurosAgentDown): kill-agent runs for real and its full verdict is asserted from the
-JSON report; the other experiments need images this machine cannot get, so their dry
-runs (which must change nothing) and their steady-state probes run against the stack.
+With Docker, two stacks of the real docker-compose.yml, each under a project of its own:
+
+- fast (neuros, prometheus): plus tests/chaos/compose.override.yml, which mounts a
+  Prometheus config generated here from prometheus/ (1 s scrapes, a short `for` on
+  NeurosAgentDown) and gives the agent 2 s of start-up, so a scrape sees the crash:
+  kill-agent runs for real and is detected by NeurosAgentDown, which fires and
+  resolves; every experiment's dry run (which must change nothing), and the steady-state
+  probes of those that need images this machine cannot get, run against it.
+- production (neuros, prometheus, alertmanager): no override, the shipped 15 s scrapes
+  and rules, and the agent as it starts in production (back within about 2 s of a
+  SIGKILL, between two scrapes). Alertmanager's webhook URL files point at a small sink
+  container on the project's network. There the Watchdog reaches its receiver only,
+  prometheus-down runs for real and sees the Watchdog stop reaching Alertmanager, and
+  kill-agent runs for real with its shipped bounds and is detected by
+  NeurosAgentRestarted.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +62,7 @@ from neuros.schemas import Reading
 from tests.compose_model import COMPOSE_FILE, compose_service
 from tests.conftest import wait_until
 from tests.dockerstack import (
+    ALERTMANAGER_SECRETS_VARIABLE,
     POLL_SECONDS,
     ComposeStack,
     exposed_port,
@@ -61,8 +73,9 @@ from tests.tooling import REPO_ROOT
 RUNNER = REPO_ROOT / "chaos" / "run-chaos-test.sh"
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 OVERRIDE = REPO_ROOT / "tests" / "chaos" / "compose.override.yml"
-AGENT, PROMETHEUS = "neuros", "prometheus"
-AGENT_DOWN = "NeurosAgentDown"
+AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
+AGENT_DOWN, AGENT_RESTARTED = "NeurosAgentDown", "NeurosAgentRestarted"
+WATCHDOG, WATCHDOG_RECEIVER = "Watchdog", "watchdog"
 # The agent is back within about 2 s of a SIGKILL (measured): at 1 s scrapes the alert
 # is pending for one or two evaluations, so only `for: 0s` turns that into firing.
 SHORT_FOR = "0s"
@@ -189,8 +202,8 @@ def test_experiment_names_exist_where_defined(name: str) -> None:
     for provider in _providers(data):
         if "service" in provider:
             assert provider["service"] in services, provider
-        if "alert" in provider:
-            assert provider["alert"] in rules, provider
+        for alert in [provider["alert"]] if "alert" in provider else provider.get("alerts", []):
+            assert alert in rules, provider
         query = str(provider.get("query", provider.get("selector", "")))
         for job in re.findall(r'job="([^"]+)"', query):
             assert job in jobs, provider
@@ -208,6 +221,53 @@ def test_experiment_names_exist_where_defined(name: str) -> None:
         assert head in (saved if ref.startswith("saved.") else configuration), ref
     assert any(a["type"] == "action" for a in data["method"]), "a method injects a fault"
     assert data["rollbacks"], "every experiment undoes its fault"
+
+
+def test_kill_agent_sees_the_crash_through_either_alert() -> None:
+    """Down (a scrape saw it) or restarted (the new process's start time): whichever
+    fires first; the restart alert must be inactive before the fault, and only then,
+    since it stays active for its window after it."""
+    activities = _by_name("kill-agent")
+    detected = activities["crash-alerted"]
+    assert detected["provider"] == {
+        "type": "prometheus-alert", "alerts": [AGENT_DOWN, AGENT_RESTARTED],
+        "state": "${alert_state}",
+    }  # fmt: skip
+    assert detected["measure"] == "time_to_detect"
+    before = activities["agent-restart-alert-inactive"]
+    assert before["provider"] == {
+        "type": "prometheus-alert", "alert": AGENT_RESTARTED, "state": "inactive",
+    }  # fmt: skip
+    assert before["only_before"] is True
+    hypothesis = EXPERIMENTS["kill-agent"].data["steady-state-hypothesis"]["probes"]
+    assert before in hypothesis
+    resolved = activities["agent-down-alert-resolved"]["provider"]
+    assert resolved == {"type": "prometheus-alert", "alert": AGENT_DOWN, "state": "inactive"}
+
+
+def test_prometheus_down_follows_the_watchdog_at_alertmanager() -> None:
+    activities = _by_name("prometheus-down")
+    steady = activities["watchdog-at-alertmanager"]
+    assert steady["provider"] == {"type": "alertmanager-alert", "alert": WATCHDOG}
+    assert steady in EXPERIMENTS["prometheus-down"].data["steady-state-hypothesis"]["probes"]
+    assert steady["tolerance"]["fields"]["receivers"] == {
+        "type": "subset", "of": [WATCHDOG_RECEIVER],
+    }  # fmt: skip
+    method = [a["name"] for a in EXPERIMENTS["prometheus-down"].data["method"]]
+    silent, again = (
+        activities["watchdog-silent-during-outage"],
+        activities["watchdog-received-again"],
+    )
+    # Read after the outage's load and before the restart, since the mark set once
+    # Prometheus had stopped (its shutdown may still flush a send after the fault mark).
+    assert method.index("agent-unaffected") < method.index(silent["name"])
+    assert method.index(silent["name"]) < method.index("start-prometheus")
+    assert activities["agent-unaffected"]["mark"] == silent["provider"]["since"] == "down"
+    assert silent["tolerance"] == {"type": "fields", "fields": {"received_since": False}}
+    assert again["provider"]["since"] == again["measure_from"] == "restored"
+    assert again["tolerance"]["fields"]["received_since"] is True
+    bounds = EXPERIMENTS["prometheus-down"].data["verdict"]["bounds"]
+    assert again["measure"] in bounds
 
 
 def test_kill_agent_crashes_through_the_host_pid_not_docker_kill() -> None:
@@ -250,6 +310,13 @@ def test_prometheus_api_port_is_the_compose_files() -> None:
     host, port = _host_port(probes.PROMETHEUS_API)
     assert host == "127.0.0.1"
     assert port == exposed_port(probes.PROMETHEUS_SERVICE)
+
+
+def test_alertmanager_api_port_is_the_compose_files() -> None:
+    """The Watchdog probe reads Alertmanager from inside its own container."""
+    host, port = _host_port(probes.ALERTMANAGER_API)
+    assert host == "127.0.0.1"
+    assert port == exposed_port(probes.ALERTMANAGER_SERVICE)
 
 
 def test_tempo_search_url_is_tempos_http_port() -> None:
@@ -403,6 +470,140 @@ def test_active_alerts_counts_pending_since_the_mark_and_records_them(
     ctx.alerts_seen.clear()
     assert probes.prometheus_active_alerts(ctx, {"states": ["firing"]}) == []
     assert not ctx.alerts_seen
+
+
+def _canned_prometheus(
+    monkeypatch: pytest.MonkeyPatch, live: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> list[str]:
+    """Project.http_get answering /alerts with ``live`` and queries with ``history``;
+    returns the queries sent."""
+    queries: list[str] = []
+
+    def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
+        assert via == probes.PROMETHEUS_SERVICE
+        if url.endswith("/alerts"):
+            return json.dumps({"status": "success", "data": {"alerts": live}})
+        queries.append((params or {})["query"])
+        return json.dumps({"status": "success", "data": {"result": history}})
+
+    monkeypatch.setattr(Project, "http_get", http_get)
+    return queries
+
+
+def test_alert_probe_detects_through_the_first_of_several_alerts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The down alert never left inactive (the crash healed between two scrapes); the
+    restart alert went pending after the fault: that is the detection, at Prometheus'
+    evaluation time."""
+    now = time.time()
+    live = [{"labels": {"alertname": AGENT_RESTARTED}, "state": "pending"}]
+    history = [
+        {"metric": {"alertname": AGENT_RESTARTED, "alertstate": "pending"},
+         "values": [[now - 70, "1"], [now - 55, "1"]]},
+    ]  # fmt: skip
+    queries = _canned_prometheus(monkeypatch, live, history)
+    ctx = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks={"fault": now - 80})
+    args = {"alerts": [AGENT_DOWN, AGENT_RESTARTED], "state": "pending"}
+    value = probes.prometheus_alert(ctx, args)
+    assert value["seen"] is True
+    assert value["alert"] == AGENT_RESTARTED
+    assert value["at"] == now - 70
+    assert value["states"] == {AGENT_DOWN: "inactive", AGENT_RESTARTED: "pending"}
+    assert f'alertname=~"{AGENT_DOWN}|{AGENT_RESTARTED}"' in queries[0]
+    assert 'alertstate=~"pending|firing"' in queries[0]
+    # Not firing yet: no detection of that state.
+    _canned_prometheus(monkeypatch, live, [])
+    firing = probes.prometheus_alert(ctx, {**args, "state": "firing"})
+    assert firing["seen"] is False
+    assert firing["alert"] is None
+    # "inactive" over several alerts: all of them.
+    inactive = probes.prometheus_alert(ctx, {**args, "state": "inactive"})
+    assert inactive["seen"] is False
+    assert inactive["state"] == "pending"
+    _canned_prometheus(monkeypatch, [], [])
+    assert probes.prometheus_alert(ctx, {**args, "state": "inactive"})["seen"] is True
+    with pytest.raises(probes.ProbeError, match="not an alert name"):
+        probes.prometheus_alert(ctx, {"alerts": ['X"}'], "state": "pending"})
+
+
+def test_alertmanager_probe_reports_the_last_receipt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alertmanager's v2 answer (RFC 3339 with nanoseconds): updatedAt is when the last
+    send from Prometheus arrived."""
+    now = time.time()
+
+    def rfc3339(epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f123Z")
+
+    answer = [
+        {
+            "labels": {"alertname": WATCHDOG, "severity": "info", "stack": "neuros"},
+            "receivers": [{"name": WATCHDOG_RECEIVER}],
+            "status": {"state": "active", "inhibitedBy": [], "silencedBy": []},
+            "startsAt": rfc3339(now - 600),
+            "updatedAt": rfc3339(now - 40),
+            "endsAt": rfc3339(now + 200),
+            "fingerprint": "0",
+        }
+    ]
+    asked: list[tuple[str, str, dict[str, str] | None]] = []
+
+    def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
+        asked.append((via, url, params))
+        return json.dumps(answer)
+
+    monkeypatch.setattr(Project, "http_get", http_get)
+    marks = {"down": now - 30, "restored": now - 50}
+    ctx = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks=marks)
+    silent = probes.alertmanager_alert(ctx, {"alert": WATCHDOG, "since": "down"})
+    assert asked == [
+        (ALERTMANAGER, f"{probes.ALERTMANAGER_API}/alerts", {"filter": f'alertname="{WATCHDOG}"'})
+    ]
+    assert silent["found"] is True
+    assert silent["state"] == "active"
+    assert silent["receivers"] == [WATCHDOG_RECEIVER]
+    assert silent["received_since"] is False
+    assert silent["at"] is None
+    assert 39 < silent["silent_s"] < 45
+    assert silent["last_received"].startswith(
+        datetime.fromtimestamp(now - 40, UTC).isoformat(timespec="seconds")[:19]
+    )
+    again = probes.alertmanager_alert(ctx, {"alert": WATCHDOG, "since": "restored"})
+    assert again["received_since"] is True
+    assert abs(again["at"] - (now - 40)) < 0.01
+    answer.clear()
+    gone = probes.alertmanager_alert(ctx, {"alert": WATCHDOG, "since": "down"})
+    assert gone["found"] is False
+    assert gone["received_since"] is False
+    assert gone["receivers"] == []
+
+
+def test_only_before_probes_are_a_precondition(tmp_path: Path) -> None:
+    """A steady-state probe marked only_before holds before the method and is not
+    checked after it (the fault changes it by design); the others are checked twice."""
+    work = tmp_path / "x"
+    _experiment(work, "pre", [_action("inject-fault", "touch", "${work}/fault", mark="fault")])
+    path = work / "pre.json"
+    data = json.loads(path.read_text())
+    data["steady-state-hypothesis"]["probes"].append(
+        _probe("no-fault-yet", "test", "!", "-e", "${work}/fault", only_before=True)
+    )
+    path.write_text(json.dumps(data))
+    base = tmp_path / "report"
+    result = _local_run(work, "--yes", "--report", str(base), "pre")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = _report(base)["experiments"][0]
+    before = [p["name"] for p in run["hypothesis_before"]["probes"]]
+    after = [p["name"] for p in run["hypothesis_after"]["probes"]]
+    assert before == ["true-succeeds", "no-fault-yet"]
+    assert after == ["true-succeeds"]
+    # With the precondition unmet, the method does not run.
+    base2 = tmp_path / "report2"
+    result = _local_run(work, "--yes", "--report", str(base2), "pre")
+    assert result.returncode == 1
+    again = _report(base2)["experiments"][0]
+    assert not again["method"]
+    assert again["verdict"]["pass"] is False
 
 
 def test_prometheus_down_treats_any_new_pending_alert_as_false() -> None:
@@ -974,8 +1175,9 @@ def _image_tag() -> str:
 @pytest.mark.slow
 def test_steady_state_probes_of_the_other_experiments(stack: ComposeStack, tmp_path: Path) -> None:
     """The agent-side probes hold on the live stack; those of services that cannot run
-    here (collector, Tempo) fail and say why."""
-    names = ["collector-down", "tempo-down", "prometheus-down", "latency"]
+    here (collector, Tempo) fail and say why. (prometheus-down runs for real on the
+    production stack.)"""
+    names = ["collector-down", "tempo-down", "latency"]
     result = _chaos_on(
         stack, "--steady-state-only", "--report", str(tmp_path / "ss"), *names,
         env={"CHAOS_LOAD_RATE": "20"}, ci=False,
@@ -986,8 +1188,8 @@ def test_steady_state_probes_of_the_other_experiments(stack: ComposeStack, tmp_p
         name: {p["name"]: p for p in run["hypothesis_before"]["probes"]}
         for name, run in runs.items()
     }
-    assert runs["prometheus-down"]["verdict"]["pass"] is True, probes["prometheus-down"]
-    assert runs["latency"]["verdict"]["pass"] is True, probes["latency"]
+    failed = {probe: found["why"] for probe, found in probes["latency"].items() if not found["ok"]}
+    assert runs["latency"]["verdict"]["pass"] is True, failed
     for name in ("collector-down", "tempo-down"):
         assert probes[name]["agent-ready"]["ok"]
         assert runs[name]["verdict"]["pass"] is False
@@ -1048,3 +1250,221 @@ def test_kill_agent_for_real(stack: ComposeStack, tmp_path: Path) -> None:
     assert run["hypothesis_after"]["met"]
     assert [r["ok"] for r in run["rollbacks"]] == [True]
     print(f"kill-agent: {json.dumps(measures)}")
+
+
+# --- production settings: the shipped scrape interval and rules, no override ----------
+
+# The sink standing in for the page, ticket and heartbeat services: one line of JSON per
+# notification (path = the receiver, the alert names), 200 for each. The agent's image
+# has python3.
+SINK, SINK_PORT = "heartbeat", 8080
+SINK_CODE = """
+import http.server, json
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        names = sorted({a["labels"]["alertname"] for a in body["alerts"]})
+        print(json.dumps({"path": self.path, "receiver": body["receiver"],
+                          "status": body["status"], "alerts": names}), flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("", SINK_PORT), Sink).serve_forever()
+""".replace("SINK_PORT", str(SINK_PORT))
+
+
+def _url_files() -> dict[str, str]:
+    """Receiver -> the name of its webhook URL file (alertmanager.yml's url_file)."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    return {
+        receiver["name"]: Path(webhook["url_file"]).name
+        for receiver in config["receivers"]
+        for webhook in receiver.get("webhook_configs", [])
+    }
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass
+class Production:
+    stack: ComposeStack
+    sink: str
+
+    def notifications(self) -> list[dict[str, Any]]:
+        logs = subprocess.run(
+            ["docker", "logs", self.sink], capture_output=True, text=True, check=True
+        ).stdout
+        return [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]:
+    require_docker()
+    secrets_dir = tmp_path_factory.mktemp("alertmanager-secrets")
+    secrets_dir.chmod(0o755)
+    for receiver, name in _url_files().items():
+        url_file = secrets_dir / name
+        url_file.write_text(f"http://{SINK}:{SINK_PORT}/{receiver}")
+        url_file.chmod(0o644)
+    compose = ComposeStack(
+        (AGENT, PROMETHEUS, ALERTMANAGER),
+        env={ALERTMANAGER_SECRETS_VARIABLE: str(secrets_dir)},
+        project=f"neuros-chaos-prod-{uuid.uuid4().hex[:10]}",
+    )
+    with compose:
+        image = compose.inspect(AGENT, "{{.Config.Image}}")
+        sink = subprocess.run(
+            ["docker", "run", "-d", "--rm", "--name", f"{compose.project}-{SINK}",
+             "--network", f"{compose.project}_default", "--network-alias", SINK,
+             "--entrypoint", "python3", image, "-c", SINK_CODE],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        try:
+            for service in (AGENT, PROMETHEUS, ALERTMANAGER):
+                compose.wait_healthy(service)
+            _settle(compose)
+            yield Production(compose, sink)
+        finally:
+            subprocess.run(["docker", "rm", "-f", sink], capture_output=True, check=False)
+
+
+def _settle(compose: ComposeStack) -> float:
+    """Until the agent is scraped, every target was scraped once and the rule groups of
+    the global interval evaluated after that (so the alerts of this partial stack's
+    missing targets are pending already, not only after a later fault)."""
+    first_scrapes: list[datetime] = []
+
+    def settled() -> bool:
+        up = compose.prometheus_api("query", query=f'up{{job="{AGENT}"}}')["result"]
+        if not up or up[0]["value"][1] != "1":
+            return False
+        if not first_scrapes:
+            targets = compose.prometheus_api("targets")["activeTargets"]
+            scraped = [_instant(target["lastScrape"]) for target in targets]
+            if not scraped or min(scraped).year < 2000:
+                return False
+            first_scrapes.append(max(scraped))
+        groups = compose.prometheus_api("rules")["groups"]
+        fast = [g for g in groups if float(g["interval"]) <= 15]
+        return bool(fast) and all(_instant(g["lastEvaluation"]) > first_scrapes[0] for g in fast)
+
+    return wait_until(
+        settled, timeout=90, what="Prometheus settled on the production stack", interval=1
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_production_watchdog_reaches_its_receiver_only(production: Production) -> None:
+    """Prometheus fires the Watchdog, the real Alertmanager routes it to the watchdog
+    receiver only, whose webhook gets it; no page or ticket notification carries it."""
+    stack = production.stack
+
+    def heartbeats() -> list[dict[str, Any]]:
+        return [n for n in production.notifications() if n["receiver"] == WATCHDOG_RECEIVER]
+
+    # Prometheus' first send may precede its discovery of Alertmanager and be lost;
+    # it sends again after its resend delay (1 minute).
+    wait_until(
+        lambda: bool(heartbeats()),
+        timeout=120,
+        what="the Watchdog at the heartbeat sink",
+        interval=1,
+        details=lambda: f"sink got: {production.notifications()}",
+    )
+    for notification in production.notifications():
+        if notification["receiver"] == WATCHDOG_RECEIVER:
+            assert notification["path"] == f"/{WATCHDOG_RECEIVER}"
+            assert notification["alerts"] == [WATCHDOG], notification
+            assert notification["status"] == "firing"
+        else:
+            assert WATCHDOG not in notification["alerts"], notification
+    firing = alerts_named(stack.prometheus_api("alerts")["alerts"], WATCHDOG)
+    assert [a["state"] for a in firing] == ["firing"]
+    held = json.loads(stack.fetch(ALERTMANAGER, "/api/v2/alerts", filter=f'alertname="{WATCHDOG}"'))
+    assert [[r["name"] for r in a["receivers"]] for a in held] == [[WATCHDOG_RECEIVER]]
+    assert held[0]["status"]["state"] == "active"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_prometheus_down_sees_the_watchdog_stop(production: Production, tmp_path: Path) -> None:
+    """Prometheus stopped for 20 s: Alertmanager gets no Watchdog meanwhile (its copy
+    stays active: its endsAt is minutes ahead), and gets it again after the restart."""
+    env = {
+        "CHAOS_OUTAGE_S": "20",
+        "CHAOS_MIN_GAP_S": "15",
+        "CHAOS_HOLD_S": "20",
+        "CHAOS_LOAD_RATE": "10",
+    }
+    base = tmp_path / "prometheus-down"
+    result = _chaos_on(production.stack, "--report", str(base), "prometheus-down", env=env)
+    run = _report(base)["experiments"][0]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run["verdict"]["pass"] is True, run["verdict"]
+    method = {a["name"]: a for a in run["method"]}
+    silent = method["watchdog-silent-during-outage"]["value"]
+    assert silent["received_since"] is False
+    assert silent["found"] is True
+    assert silent["state"] == "active"
+    outage = float(env["CHAOS_OUTAGE_S"])
+    assert silent["silent_s"] >= outage, silent
+    marks = run["marks"]
+    assert silent["last_received"] < marks["down"] < marks["restored"]
+    again = method["watchdog-received-again"]["value"]
+    assert again["received_since"] is True
+    assert again["last_received"] > marks["restored"]
+    assert 0 < run["measures"]["time_to_watchdog"] <= float(run["bounds"]["time_to_watchdog"])
+    print(
+        f"prometheus-down: Watchdog last received {silent['last_received']}, outage"
+        f" {marks['fault']} to {marks['restored']}, silent {silent['silent_s']} s when read;"
+        f" {json.dumps(run['measures'])}"
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_kill_agent_with_production_settings(production: Production, tmp_path: Path) -> None:
+    """The shipped experiment, bounds and rules: the crash heals between two 15 s
+    scrapes, NeurosAgentDown never fires, and NeurosAgentRestarted detects it."""
+    stack = production.stack
+    restarts_before = int(stack.inspect(AGENT, "{{.RestartCount}}"))
+    base = tmp_path / "kill-agent"
+    result = _chaos_on(stack, "--report", str(base), "kill-agent", ci=True)
+    run = _report(base)["experiments"][0]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run["verdict"]["pass"] is True, run["verdict"]
+    assert int(stack.inspect(AGENT, "{{.RestartCount}}")) == restarts_before + 1
+    assert run["configuration"]["alert_state"] == "firing"
+    method = {a["name"]: a for a in run["method"]}
+    detected = method["crash-alerted"]["value"]
+    assert detected["alert"] == AGENT_RESTARTED, detected
+    assert detected["states"][AGENT_RESTARTED] == "firing"
+    seen = {(a["alert"], a["state"]) for a in run["alerts_seen"]}
+    assert (AGENT_DOWN, "firing") not in seen, run["alerts_seen"]
+    measures, bounds = run["measures"], run["bounds"]
+    for name in ("time_to_detect", "time_to_recover", "time_to_resolve", "time_to_healthy"):
+        assert 0 < measures[name] <= float(bounds[name]), (name, measures, bounds)
+    # The dashboards' restart marker, on the live data: the new process's start time.
+    started = stack.prometheus_api("query", query=f'process_start_time_seconds{{job="{AGENT}"}}')[
+        "result"
+    ]
+    annotation = json.loads(
+        (REPO_ROOT / "grafana" / "dashboards" / "neuros-kpi-overview.json").read_text()
+    )["annotations"]["list"]
+    (restarts,) = [a for a in annotation if a["name"] == "Agent restarts"]
+    now = time.time()
+    marked = stack.prometheus_api(
+        "query_range",
+        query=restarts["expr"].replace("$__rate_interval", "1m"),
+        start=str(now - 300),
+        end=str(now),
+        step="15",
+    )["result"]
+    assert {float(v) for series in marked for _, v in series["values"]} == {
+        float(started[0]["value"][1]) * 1000
+    }
+    print(f"kill-agent (production settings): {json.dumps(measures)}, detected by {detected}")
