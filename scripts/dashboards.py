@@ -51,6 +51,10 @@ TWO_XX = '"2.."'
 # get _total, rates _rate, trends one gauge per stat in seconds, p(99) by default).
 PROCESS_MEMORY = "process_resident_memory_bytes"
 PROCESS_CPU = "process_cpu_seconds_total"
+# Its value changes with every new agent process: prometheus/rules/restart-alerts.yml
+# alerts on the changes, the dashboards mark them.
+PROCESS_START = "process_start_time_seconds"
+RESTART_ANNOTATION = "Agent restarts"
 K6_REQUESTS = "k6_http_reqs_total"
 K6_DURATION_P99 = "k6_http_req_duration_p99"
 K6_VUS = "k6_vus"
@@ -288,19 +292,73 @@ def _dashboard(uid: str, title: str, description: str) -> dashboard_builders.Das
     )
 
 
+# --- Annotations --------------------------------------------------------------------
+
+
+class PrometheusAnnotation(dashboard_models.AnnotationQuery):
+    """An annotation query of the Prometheus data source. The SDK's model has the fields
+    every annotation shares; the Prometheus ones (``step``, ``titleFormat``,
+    ``textFormat``, ``tagKeys``, ``useValueForTime``) sit beside them in the JSON, where
+    Grafana's Prometheus data source reads them."""
+
+    def __init__(
+        self,
+        name: str,
+        datasource: dashboard_models.DataSourceRef,
+        expr: str,
+        icon_color: str,
+        prometheus_fields: dict[str, object],
+    ) -> None:
+        super().__init__(
+            name=name, datasource=datasource, enable=True, hide=False, icon_color=icon_color,
+            expr=expr,
+        )  # fmt: skip
+        self.prometheus_fields = prometheus_fields
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), **self.prometheus_fields}
+
+
+def restart_annotation(ds: dashboard_models.DataSourceRef, job: str) -> PrometheusAnnotation:
+    """A marker at the start time of every agent process that replaced another: the
+    query returns the new process's start time (ms) while its series changed within the
+    last ``$__rate_interval`` (at least a step and a scrape), and ``useValueForTime``
+    puts the marker at that value, not at the evaluation step. The first process a
+    series shows has nothing before it to change from, so a fresh stack is no restart."""
+    start = f"{PROCESS_START}{{{job}}}"
+    expr = f"{start} * 1000\nand\n(changes({start}[{RATE}]) > 0)"
+    return PrometheusAnnotation(
+        RESTART_ANNOTATION,
+        ds,
+        expr,
+        "red",
+        {
+            "titleFormat": "Agent restarted",
+            "textFormat": "{{instance}}: a new agent process started (process_start_time_seconds "
+            "changed; alerts NeurosAgentRestarted, NeurosAgentCrashLooping)",
+            "tagKeys": "instance",
+            "useValueForTime": True,
+        },
+    )
+
+
 # --- Dashboards ---------------------------------------------------------------------
 
 Section = tuple[str, list[cogbuilder.Builder[dashboard_models.Panel]]]
 
 
 def _assemble(
-    board: dashboard_builders.Dashboard, sections: Iterable[Section]
+    board: dashboard_builders.Dashboard,
+    sections: Iterable[Section],
+    annotations: Sequence[dashboard_models.AnnotationQuery] = (),
 ) -> dashboard_models.Dashboard:
     for title, panels in sections:
         board = board.with_row(dashboard_builders.Row(title))
         for builder in panels:
             board = board.with_panel(builder)
     built = board.build()
+    if annotations:
+        built.annotations = dashboard_models.AnnotationContainer(list_val=list(annotations))
     # The SDK leaves panel ids unset: number them in layout order, so they are stable.
     for number, item in enumerate(built.panels or [], start=1):
         item.id_val = number
@@ -566,7 +624,7 @@ def kpi_overview(ds: Datasources, spec: slo.SloSpec) -> dashboard_models.Dashboa
         "Ingest, population KPIs, HTTP API and process health of the NEUROS agent.",
     ).with_variable(route)
     sections = _kpi_sections(ds.prometheus, names, kpi_records(), job)
-    return _assemble(board, sections)
+    return _assemble(board, sections, [restart_annotation(ds.prometheus, job)])
 
 
 def _slo_panels(
@@ -749,7 +807,8 @@ def slo_dashboard(ds: Datasources, spec: slo.SloSpec) -> dashboard_models.Dashbo
         f"The SLOs of prometheus/slo.yml ({spec.service}, {spec.window} window): SLIs, error "
         "budgets, burn rates, firing alerts and k6 load-test results.",
     )
-    return _assemble(board, sections)
+    restarts = restart_annotation(prom, f'job="{spec.job}"')
+    return _assemble(board, sections, [restarts])
 
 
 # --- Output -------------------------------------------------------------------------
