@@ -208,19 +208,96 @@ existing_path() {
   printf '%s\n' "${p}"
 }
 
-# Value of VAR=... in .env, else .env.example, at the repo root; empty when absent.
-env_setting() {
-  local name="$1" file line
+# The env file's name relative to the repo root, or "no .env" when there is none.
+env_file_name() {
+  local file
+  if file="$(env_file)"; then printf '%s\n' "${file#"${REPO_ROOT}/"}"; else echo "no .env"; fi
+}
+
+# The env file compose reads variables from: .env at the repo root (compose's default),
+# else .env.example (what `--env-file .env.example` gives, as the tests run it). One
+# file, as compose: a variable .env lacks is unset even if .env.example sets it.
+env_file() {
+  local file
   for file in "${REPO_ROOT}/.env" "${REPO_ROOT}/.env.example"; do
-    [[ -f "${file}" ]] || continue
-    line="$(grep -E "^[[:space:]]*(export[[:space:]]+)?${name}=" "${file}" | tail -n 1 || true)"
-    if [[ -n "${line}" ]]; then
-      line="${line#*=}"
-      line="${line%\"}"; line="${line#\"}"; line="${line%\'}"; line="${line#\'}"
-      printf '%s\n' "${line}"
-      return
+    if [[ -f "${file}" ]]; then
+      printf '%s\n' "${file}"
+      return 0
     fi
   done
+  return 1
+}
+
+# Value of VAR in the env file, as compose's dotenv parser reads it: `export ` prefix
+# allowed, the last assignment wins, 'single quotes' literal, "double quotes" stripped,
+# an unquoted value ends at ` #` (comment) and is trimmed. Status 1 when VAR is not
+# assigned there (unset); an empty assignment prints nothing and succeeds (set, empty).
+env_lookup() {
+  local name="$1" file line value
+  file="$(env_file)" || return 1
+  line="$(grep -E "^[[:space:]]*(export[[:space:]]+)?${name}[[:space:]]*=" "${file}" \
+    | tail -n 1 || true)"
+  [[ -n "${line}" ]] || return 1
+  value="${line#*=}"
+  value="${value#"${value%%[![:space:]]*}"}"
+  if [[ "${value}" == \'* ]]; then
+    value="${value#\'}"; value="${value%%\'*}"
+  elif [[ "${value}" == \"* ]]; then
+    value="${value#\"}"; value="${value%%\"*}"
+  else
+    value="${value%%[[:space:]]#*}"
+    value="${value%"${value##*[![:space:]]}"}"
+  fi
+  printf '%s\n' "${value}"
+}
+
+# $1 with compose's variable interpolation done, from the env file (env_lookup):
+# $VAR and ${VAR} (empty when unset), ${VAR:-default} (default when unset or empty),
+# ${VAR-default} (default when unset), ${VAR:?message} (error when unset or empty),
+# ${VAR?message} (error when unset), ${VAR:+alt} and ${VAR+alt} (alt when set and
+# non-empty, or when set), and $$ for a literal $. A default may itself hold $VAR or
+# ${VAR}. A required variable without a value: prints compose's error message instead
+# and returns 1.
+interpolate() {
+  local rest="$1" out="" name op word value is_set braced
+  braced='^\{([A-Za-z_][A-Za-z0-9_]*)((:?[-?+])(([^{}]|\$\{[^{}]*\})*))?\}(.*)$'
+  while [[ "${rest}" == *'$'* ]]; do
+    out+="${rest%%\$*}"
+    rest="${rest#*\$}"
+    if [[ "${rest}" == '$'* ]]; then
+      out+='$'
+      rest="${rest#\$}"
+      continue
+    fi
+    if [[ "${rest}" =~ ${braced} ]]; then
+      name="${BASH_REMATCH[1]}"; op="${BASH_REMATCH[3]}"; word="${BASH_REMATCH[4]}"
+      rest="${BASH_REMATCH[6]}"
+    elif [[ "${rest}" =~ ^([A-Za-z_][A-Za-z0-9_]*)(.*)$ ]]; then
+      name="${BASH_REMATCH[1]}"; op=""; word=""; rest="${BASH_REMATCH[2]}"
+    else
+      out+='$'
+      continue
+    fi
+    is_set=true
+    value="$(env_lookup "${name}")" || is_set=false
+    case "${op}" in
+      :-) [[ -n "${value}" ]] || value="$(interpolate "${word}")" || { echo "${value}"; return 1; } ;;
+      -) [[ "${is_set}" == true ]] || value="$(interpolate "${word}")" || { echo "${value}"; return 1; } ;;
+      :+ | +)
+        if [[ -n "${value}" || ("${op}" == "+" && "${is_set}" == true) ]]; then
+          value="$(interpolate "${word}")" || { echo "${value}"; return 1; }
+        fi
+        ;;
+      :? | \?)
+        if [[ "${is_set}" != true || ("${op}" == ":?" && -z "${value}") ]]; then
+          echo "${word:-required variable ${name} is missing a value}"
+          return 1
+        fi
+        ;;
+    esac
+    out+="${value}"
+  done
+  printf '%s\n' "${out}${rest}"
 }
 
 tempo_block_retention() {
@@ -230,13 +307,36 @@ tempo_block_retention() {
     | sed -E 's/^[^:]*:[[:space:]]*//; s/[[:space:]]*(#.*)?$//; s/^"(.*)"$/\1/' || true
 }
 
-# Distinct values of a json-file logging option (max-size, max-file) in compose.
-compose_log_option() {
-  local key="$1" file="${REPO_ROOT}/docker-compose.yml"
+# Raw values of a key in docker-compose.yml (`key: value` lines, or `- key=value` list
+# items such as a command flag), quotes and trailing comments stripped; one per line.
+compose_raw_values() {
+  local key="$1" file="${REPO_ROOT}/docker-compose.yml" escaped
   [[ -f "${file}" ]] || return 0
-  grep -E "^[[:space:]]*[\"']?${key}[\"']?:" "${file}" \
-    | sed -E 's/^[^:]*:[[:space:]]*//; s/[[:space:]]*(#.*)?$//; s/^["'\'']//; s/["'\'']$//' \
-    | sort -u | paste -sd, - || true
+  escaped="$(printf '%s' "${key}" | sed 's/[.[\*^$]/\\&/g')"
+  local unquote='s/[[:space:]]+#.*$//; s/[[:space:]]*$//; s/^"(.*)"$/\1/; s/^'\''(.*)'\''$/\1/'
+  grep -E "^[[:space:]]*[\"']?${escaped}[\"']?:[[:space:]]" "${file}" \
+    | sed -E "s/^[^:]*:[[:space:]]*//; ${unquote}" || true
+  grep -E "^[[:space:]]*-[[:space:]]*[\"']?${escaped}=" "${file}" \
+    | sed -E "s/^[[:space:]]*-[[:space:]]*//; ${unquote}; s/^[^=]*=//" || true
+}
+
+# The values a compose setting takes once interpolated (compose_raw_values, then
+# interpolate), distinct and comma-separated; nothing when the key is absent. A
+# required variable without a value prints "unset (compose refuses to start: MESSAGE)"
+# instead, or nothing with $2 = json (the JSON report's null).
+compose_setting() {
+  local key="$1" style="${2:-text}" raw value values=() seen=" "
+  while IFS= read -r raw; do
+    if ! value="$(interpolate "${raw}")"; then
+      [[ "${style}" == json ]] || printf 'unset (compose refuses to start: %s)\n' "${value}"
+      return 0
+    fi
+    [[ "${seen}" != *" ${value} "* ]] || continue
+    seen+="${value} "
+    values+=("${value}")
+  done < <(compose_raw_values "${key}")
+  ((${#values[@]} > 0)) || return 0
+  (IFS=,; printf '%s\n' "${values[*]}")
 }
 
 # Volume name -> size, from the "VOLUME NAME ... SIZE" table of `docker system df -v`.
@@ -293,12 +393,15 @@ cmd_report() {
     log_human="$(du -sh "${LOG_DIR}" 2>/dev/null | cut -f1 || true)"
   fi
 
-  local prom_time prom_size tempo_ret log_max_size log_max_file
-  prom_time="$(env_setting PROMETHEUS_RETENTION_TIME)"
-  prom_size="$(env_setting PROMETHEUS_RETENTION_SIZE)"
+  # The values in force: docker-compose.yml's settings, interpolated from the env file
+  # as compose does (text: a required variable without a value says so; JSON: null).
+  local prom_time prom_size tempo_ret log_max_size log_max_file style=text
+  [[ "${JSON}" != true ]] || style=json
+  prom_time="$(compose_setting --storage.tsdb.retention.time "${style}")"
+  prom_size="$(compose_setting --storage.tsdb.retention.size "${style}")"
   tempo_ret="$(tempo_block_retention)"
-  log_max_size="$(compose_log_option max-size)"
-  log_max_file="$(compose_log_option max-file)"
+  log_max_size="$(compose_setting max-size "${style}")"
+  log_max_file="$(compose_setting max-file "${style}")"
 
   if [[ "${JSON}" == true ]]; then
     local fs_dev="" fs_size="" fs_used="" fs_avail="" fs_mount="" first=true line
@@ -378,7 +481,7 @@ cmd_report() {
     printf '  %-40s does not exist\n' "${LOG_DIR}"
   fi
   echo
-  echo "== Configured retention bounds =="
+  echo "== Configured retention bounds (docker-compose.yml with $(env_file_name)) =="
   printf '  %-40s %s\n' "Prometheus retention time" "${prom_time:-not set}"
   printf '  %-40s %s\n' "Prometheus retention size" "${prom_size:-not set}"
   printf '  %-40s %s\n' "Tempo block_retention" "${tempo_ret:-not set}"

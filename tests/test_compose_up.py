@@ -41,6 +41,7 @@ from tests import dockerstack
 from tests.compose_model import compose_service
 from tests.conftest import reading, wait_until
 from tests.dockerstack import ComposeStack, StartStack, env_example, exposed_port
+from tests.stub_docker import STORAGE_SCRIPT
 from tests.tooling import REPO_ROOT
 
 Test = TypeVar("Test", bound=Callable[..., None])
@@ -439,6 +440,90 @@ def _backup_tool(stack: ComposeStack, *args: str) -> subprocess.CompletedProcess
         timeout=120,
         check=False,
     )
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=check
+    )
+
+
+def _exists(kind: str, ref: str) -> bool:
+    return _docker(kind, "inspect", ref, check=False).returncode == 0
+
+
+# Ages no image or build cache reaches: the test must not prune the engine's other
+# images (no registry can give them back), only what `clean` always prunes.
+NEVER = "876000h"
+
+
+@on_stack
+def test_storage_clean_on_the_real_engine(stack: ComposeStack, tmp_path: Path) -> None:
+    """scripts/storage-management.sh clean against the real daemon, next to the running
+    stack: a stopped container and a dangling image made here go; every named volume and
+    every image of the stack stay; the metrics file reports success. `clean` prunes every
+    stopped container and dangling image of the engine, so only this test's own objects
+    and the stack's are asserted about."""
+    label = f"org.neuros.test-clean={secrets.token_hex(6)}"
+    image = stack.inspect(AGENT, "{{.Config.Image}}")
+    stopped = _docker(
+        "create", "--label", label, "--entrypoint", "true", "--network", "none", image
+    ).stdout.strip()
+    _docker("start", "--attach", stopped)
+    dangling = ""
+    try:
+        assert _docker("inspect", "-f", "{{.State.Status}}", stopped).stdout.strip() == "exited"
+        # An image without a tag, used by no container: what a rebuild leaves behind.
+        dangling = _docker("commit", "--change", f"LABEL {label}", stopped).stdout.strip()
+        listed = _docker("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout
+        assert dangling in listed.split()
+        services = list(SERVICES)
+        containers = {service: stack.container_id(service) for service in services}
+        stack_images = {service: stack.inspect(service, "{{.Image}}") for service in services}
+        tags = {service: stack.inspect(service, "{{.Config.Image}}") for service in services}
+        volumes = stack.project_volumes()
+        assert volumes, "the stack has named volumes"
+        metrics = tmp_path / "textfile" / "neuros_storage.prom"
+        (tmp_path / "logs").mkdir()
+        started = time.time()
+
+        result = subprocess.run(
+            [
+                "bash", str(STORAGE_SCRIPT), "clean",
+                "--metrics-file", str(metrics),
+                "--log-dir", str(tmp_path / "logs"),
+                "--lock-file", str(tmp_path / "storage.lock"),
+                "--image-age", NEVER,
+                "--build-cache-age", NEVER,
+            ],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not _exists("container", stopped), "the stopped container was not pruned"
+        assert not _exists("image", dangling), "the dangling image was not pruned"
+        for service in services:
+            assert stack.inspect(service, "{{.State.Running}}") == "true", service
+            assert stack.container_id(service) == containers[service]
+            assert _exists("image", stack_images[service]), service
+            assert _exists("image", tags[service]), service
+        assert sorted(stack.project_volumes()) == sorted(volumes)
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(metrics.read_text())
+            for sample in family.samples
+        }
+        assert samples["neuros_storage_cleanup_success"] == 1
+        assert samples["neuros_storage_cleanup_last_success_timestamp_seconds"] >= int(started)
+        assert samples["neuros_storage_cleanup_reclaimed_bytes"] >= 0
+        # The stack still serves.
+        health = httpx.get(f"{stack.agent_url}/ready", timeout=10)
+        assert health.status_code == 200, health.text
+    finally:
+        if stopped:
+            _docker("rm", "-f", stopped, check=False)
+        if dangling:
+            _docker("rmi", "-f", dangling, check=False)
 
 
 # Last on the shared stack: it stops and restarts the agent.

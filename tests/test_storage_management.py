@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -424,47 +425,190 @@ def test_script_passes_shellcheck() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_report_shows_configured_retention_bounds(tmp_path: Path, env: Env) -> None:
-    # The script reads the bounds relative to its own repo: give it a repo of its own.
-    repo = tmp_path / "repo"
-    (repo / "scripts").mkdir(parents=True)
-    (repo / "tempo").mkdir()
-    script = repo / "scripts" / "storage-management.sh"
-    script.write_text(STORAGE_SCRIPT.read_text())
-    (repo / "scripts" / "lib").mkdir()
-    cron_lib = STORAGE_SCRIPT.parent / "lib" / "cron.sh"
-    (repo / "scripts" / "lib" / "cron.sh").write_text(cron_lib.read_text())
-    (repo / ".env.example").write_text(
-        "PROMETHEUS_RETENTION_TIME=21d\nPROMETHEUS_RETENTION_SIZE=7GB\n"
-    )
-    (repo / "tempo" / "tempo.yml").write_text(
-        "compactor:\n  compaction:\n    block_retention: 72h\n"
-    )
-    (repo / "docker-compose.yml").write_text(
-        "services:\n  a:\n    logging:\n      driver: json-file\n"
-        '      options:\n        max-size: "10m"\n        max-file: "3"\n'
-    )
+# docker-compose.yml's settings, written as the real file writes them.
+COMPOSE_BOUNDS = (
+    """\
+services:
+  prometheus:
+    command:
+      - --config.file=/etc/prometheus/prometheus.yml
+      - --storage.tsdb.retention.time="""
+    "${PROMETHEUS_RETENTION_TIME:?set PROMETHEUS_RETENTION_TIME in .env}"
+    """
+      - "--storage.tsdb.retention.size="""
+    '${PROMETHEUS_RETENTION_SIZE:?set PROMETHEUS_RETENTION_SIZE in .env}"'
+    """
+    logging:
+      driver: json-file
+      options:
+        max-size: __MAX_SIZE__
+        max-file: "${LOG_MAX_FILE:-3}"  # rotated files kept
+"""
+)
+REAL_COMPOSE = STORAGE_SCRIPT.parent.parent / "docker-compose.yml"
+RETENTION_LABELS = {
+    "prometheus_retention_time": "Prometheus retention time",
+    "prometheus_retention_size": "Prometheus retention size",
+    "tempo_block_retention": "Tempo block_retention",
+    "log_max_size": "Container logs json-file max-size",
+    "log_max_file": "Container logs json-file max-file",
+}
 
-    def report(*extra: str) -> str:
+
+class BoundsRepo:
+    """A repository of its own for the script, which reads the bounds relative to it:
+    docker-compose.yml, .env.example, optionally .env, tempo/tempo.yml."""
+
+    def __init__(self, tmp_path: Path, env: Env, max_size: str = "${LOG_MAX_SIZE:-10m}") -> None:
+        self.root = tmp_path / "repo"
+        self.env = env
+        (self.root / "scripts" / "lib").mkdir(parents=True)
+        (self.root / "tempo").mkdir()
+        self.script = self.root / "scripts" / "storage-management.sh"
+        self.script.write_text(STORAGE_SCRIPT.read_text())
+        cron_lib = STORAGE_SCRIPT.parent / "lib" / "cron.sh"
+        (self.root / "scripts" / "lib" / "cron.sh").write_text(cron_lib.read_text())
+        (self.root / "tempo" / "tempo.yml").write_text(
+            "compactor:\n  compaction:\n    block_retention: 72h\n"
+        )
+        self.compose(max_size)
+        self.env_file(
+            ".env.example", "PROMETHEUS_RETENTION_TIME=21d\nPROMETHEUS_RETENTION_SIZE=7GB\n"
+        )
+
+    def compose(self, max_size: str) -> None:
+        text = COMPOSE_BOUNDS.replace("__MAX_SIZE__", max_size)
+        (self.root / "docker-compose.yml").write_text(text)
+
+    def env_file(self, name: str, text: str) -> None:
+        (self.root / name).write_text(text)
+
+    def run(self, *extra: str) -> str:
         result = subprocess.run(
-            ["bash", str(script), "report", *extra, *env.options()],
+            ["bash", str(self.script), "report", *extra, *self.env.options()],
             capture_output=True,
             text=True,
-            env=env.stub.env(),
+            env=self.env.stub.env(),
             timeout=60,
             check=False,
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    assert json.loads(report("--json"))["retention"] == {
+    def bounds(self) -> tuple[dict[str, str], dict[str, str | None]]:
+        """The retention bounds as the text report prints them, and as the JSON has them."""
+        text = self.run()
+        printed = {}
+        for key, label in RETENTION_LABELS.items():
+            match = re.search(rf"^  {re.escape(label)} +(.*)$", text, flags=re.MULTILINE)
+            assert match, text
+            printed[key] = match.group(1)
+        retention: dict[str, str | None] = json.loads(self.run("--json"))["retention"]
+        return printed, retention
+
+
+def test_report_shows_configured_retention_bounds(tmp_path: Path, env: Env) -> None:
+    repo = BoundsRepo(tmp_path, env)
+    expected = {
         "prometheus_retention_time": "21d",
         "prometheus_retention_size": "7GB",
         "tempo_block_retention": "72h",
         "log_max_size": "10m",
         "log_max_file": "3",
     }
-    (repo / ".env").write_text("PROMETHEUS_RETENTION_TIME=30d\n")
-    text = report()
-    assert "30d" in text  # .env wins over .env.example
-    assert "72h" in text
+    assert repo.bounds() == (expected, expected)
+    assert "(docker-compose.yml with .env.example)" in repo.run()
+    # Compose reads .env alone once it exists: .env.example's values no longer count.
+    repo.env_file(
+        ".env", "PROMETHEUS_RETENTION_TIME=30d\nPROMETHEUS_RETENTION_SIZE=9GB\nLOG_MAX_FILE=5\n"
+    )
+    printed, retention = repo.bounds()
+    assert retention == {
+        **expected,
+        "prometheus_retention_time": "30d",
+        "prometheus_retention_size": "9GB",
+        "log_max_file": "5",
+    }
+    assert printed == retention
+    assert "(docker-compose.yml with .env)" in repo.run()
+    # A required bound .env lacks: compose would refuse to start, and the report says so.
+    repo.env_file(".env", "PROMETHEUS_RETENTION_TIME=30d\n")
+    printed, retention = repo.bounds()
+    assert retention["prometheus_retention_size"] is None
+    assert printed["prometheus_retention_size"] == (
+        "unset (compose refuses to start: set PROMETHEUS_RETENTION_SIZE in .env)"
+    )
+    assert retention["log_max_file"] == printed["log_max_file"] == "3"
+
+
+# (max-size as written in compose, .env.example, .env or None, the value in force or
+# None when compose has none, what the text report prints).
+INTERPOLATION_CASES = [
+    ("${LOG_MAX_SIZE:-10m}", "LOG_MAX_SIZE=20m\n", None, "20m", "20m"),
+    ("${LOG_MAX_SIZE:-10m}", "LOG_MAX_SIZE=20m\n", "LOG_MAX_SIZE=50m\n", "50m", "50m"),
+    ("${LOG_MAX_SIZE:-10m}", "LOG_MAX_SIZE=20m\n", "OTHER=1\n", "10m", "10m"),
+    ("${LOG_MAX_SIZE:-10m}", "", "LOG_MAX_SIZE=\n", "10m", "10m"),
+    ("${LOG_MAX_SIZE-10m}", "", None, "10m", "10m"),
+    ("${LOG_MAX_SIZE-10m}", "LOG_MAX_SIZE=\n", None, None, "not set"),
+    ("${LOG_MAX_SIZE-10m}", "LOG_MAX_SIZE=30m\n", None, "30m", "30m"),
+    ("${LOG_MAX_SIZE}", "LOG_MAX_SIZE=30m\n", None, "30m", "30m"),
+    ("${LOG_MAX_SIZE}", "", None, None, "not set"),
+    ("$LOG_MAX_SIZE", "LOG_MAX_SIZE=30m\n", None, "30m", "30m"),
+    ('"$LOG_MAX_SIZE"  # comment', "LOG_MAX_SIZE=30m # comment\n", None, "30m", "30m"),
+    ("${LOG_MAX_SIZE:?set LOG_MAX_SIZE}", "LOG_MAX_SIZE=30m\n", None, "30m", "30m"),
+    (
+        "${LOG_MAX_SIZE:?set LOG_MAX_SIZE}",
+        "",
+        "LOG_MAX_SIZE=\n",
+        None,
+        "unset (compose refuses to start: set LOG_MAX_SIZE)",
+    ),
+    ("${LOG_MAX_SIZE?set LOG_MAX_SIZE}", "LOG_MAX_SIZE=\n", None, None, "not set"),
+    (
+        "${LOG_MAX_SIZE?set LOG_MAX_SIZE}",
+        "",
+        None,
+        None,
+        "unset (compose refuses to start: set LOG_MAX_SIZE)",
+    ),
+    ("${LOG_MAX_SIZE:+25m}", "LOG_MAX_SIZE=30m\n", None, "25m", "25m"),
+    ("${LOG_MAX_SIZE:-${LOG_SIZE:-7m}}", "LOG_SIZE=8m\n", None, "8m", "8m"),
+    ("${LOG_MAX_SIZE:-${LOG_SIZE:-7m}}", "", None, "7m", "7m"),
+    ("${LOG_MAX_SIZE:-$LOG_SIZE}", "LOG_SIZE=8m\n", None, "8m", "8m"),
+    ("1$$0m", "", None, "1$0m", "1$0m"),
+    ("${LOG_MAX_SIZE}", "export LOG_MAX_SIZE='4$0m'\n", None, "4$0m", "4$0m"),
+    ("${LOG_MAX_SIZE}", 'LOG_MAX_SIZE="40m"\nLOG_MAX_SIZE="45m"\n', None, "45m", "45m"),
+]
+
+
+@pytest.mark.parametrize(
+    ("written", "example", "dotenv", "value", "printed"),
+    INTERPOLATION_CASES,
+    ids=[f"{c[0]}|{c[1].strip()}|{(c[2] or 'no .env').strip()}" for c in INTERPOLATION_CASES],
+)
+def test_report_resolves_each_interpolation_form(
+    tmp_path: Path,
+    env: Env,
+    written: str,
+    example: str,
+    dotenv: str | None,
+    value: str | None,
+    printed: str,
+) -> None:
+    repo = BoundsRepo(tmp_path, env, max_size=written)
+    repo.env_file(".env.example", example)
+    if dotenv is not None:
+        repo.env_file(".env", dotenv)
+    text, retention = repo.bounds()
+    assert retention["log_max_size"] == value
+    assert text["log_max_size"] == printed
+
+
+def test_report_prints_the_real_compose_files_bounds_resolved(env: Env) -> None:
+    """On this repository: what the real docker-compose.yml writes as `${VAR:-default}`
+    or `${VAR:?message}` comes out as a value, never as the interpolation."""
+    assert "${LOG_MAX_SIZE:-" in REAL_COMPOSE.read_text()
+    result = env.run("report", "--json")
+    assert result.returncode == 0, result.stderr
+    retention = json.loads(result.stdout)["retention"]
+    assert all(value and "$" not in value for value in retention.values()), retention
