@@ -276,7 +276,7 @@ def test_token_added_on_the_host_works_without_a_restart(stack: ComposeStack) ->
 
 @on_stack
 def test_sighup_to_the_container_reloads_the_tokens(stack: ComposeStack) -> None:
-    """`docker compose kill -s HUP neuros` (README): the init passes the signal on
+    """`docker compose kill -s HUP neuros` (docs/api.md): the init passes the signal on
     and the agent reloads its tokens file at once."""
     reloaded = "api tokens reloaded (SIGHUP)"
     before = stack.logs(AGENT, tail=10_000).count(reloaded)

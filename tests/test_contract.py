@@ -51,7 +51,7 @@ EQUIVALENCE_EXAMPLES = 600
 MAX_EXAMPLES = 80  # per operation and generation mode: the run takes ~25 s on 2 cores
 BEARER_SCHEME_NAME = SCHEME_NAME  # the CONFIG's [auth.openapi.<name>]
 
-# What the checks accept, each from the documented API (README "API"):
+# What the checks accept, each from the documented API (docs/api.md, "API"):
 # - a positive (schema-valid) case: ingest answers 201; a read answers 200, or 404 for
 #   a user without readings (the generated user ids are mostly unknown); the probes and
 #   /metrics answer 200 (the test's database is writable, so /ready is not 503).
@@ -110,7 +110,7 @@ PHASES = ("examples", "coverage", "fuzzing", "stateful")
 
 INGEST = ("/v1/users/{user_id}/readings", "post")
 READS = [("/v1/users/{user_id}/kpis", "get"), ("/v1/users/{user_id}/analyze", "post")]
-# The scope each route needs (README "Authentication"); tests/test_auth.py checks the
+# The scope each route needs (docs/api.md, "Authentication"); tests/test_auth.py checks the
 # app's dependencies against the document.
 SCOPES = {
     INGEST: Scope.READINGS_WRITE,
@@ -213,7 +213,7 @@ def test_the_document_declares_bearer_auth_on_every_v1_operation_only() -> None:
     v1 = [(p, m, op) for p, m, op in operations if p.startswith("/v1/")]
     assert {(p, m) for p, m, _ in v1} == {INGEST, *READS}
     for path, method, operation in v1:
-        # One requirement: this scheme, with the scope the README documents.
+        # One requirement: this scheme, with the scope docs/api.md documents.
         assert operation["security"] == [{name: [SCOPES[path, method].value]}], (path, method)
     open_paths = {p for p, _, op in operations if "security" not in op}
     assert open_paths == {"/health", "/ready", "/metrics"}

@@ -408,7 +408,7 @@ def test_html_report_and_prometheus_remote_write(
 
 
 def test_prometheus_port_override_publishes_only_prometheus_on_loopback() -> None:
-    """The override the README gives for --prometheus: loopback, Prometheus only."""
+    """The override docs/load-testing.md gives for --prometheus: loopback, Prometheus only."""
     rendered = subprocess.run(
         [
             tool("docker-compose"),

@@ -2,7 +2,8 @@
 
 The pinned image (NODE_EXPORTER_IMAGE) and the tools folder's node_exporter are the same
 1.11 release, so running the binary with exactly compose's flags proves they are accepted
-and that the textfile directory is where the storage cron (README) writes its metrics.
+and that the textfile directory is where the storage and backup crons (docs/operations.md,
+docs/backups.md) write their metrics.
 """
 
 from __future__ import annotations
@@ -26,19 +27,23 @@ from tests.tooling import REPO_ROOT, tool
 SERVICE = "node-exporter"
 ROOTFS_FLAG = "--path.rootfs"
 TEXTFILE_FLAG = "--collector.textfile.directory"
-README = REPO_ROOT / "README.md"
+# The pages that give the cron commands: the storage cron and a summary of the backup
+# cron in operations.md, the backup cron in full in backups.md.
+CRON_PAGES = (REPO_ROOT / "docs" / "operations.md", REPO_ROOT / "docs" / "backups.md")
 STORAGE_METRIC = "neuros_storage_cleanup_success"
 
 
-def readme_metrics_file() -> PurePosixPath:
-    """The --metrics-file the README tells the storage cron to write; the backup cron's
+def documented_metrics_file() -> PurePosixPath:
+    """The --metrics-file the docs tell the storage cron to write; the backup cron's
     (scripts/backup.sh) must be in the same folder, the one node-exporter reads."""
     found = {
-        PurePosixPath(p) for p in re.findall(r"--metrics-file\s+(/\S+\.prom)", README.read_text())
+        PurePosixPath(p)
+        for page in CRON_PAGES
+        for p in re.findall(r"--metrics-file\s+(/\S+\.prom)", page.read_text(encoding="utf-8"))
     }
-    assert len({path.parent for path in found}) == 1, f"README names several folders: {found}"
+    assert len({path.parent for path in found}) == 1, f"the docs name several folders: {found}"
     storage = [path for path in found if path.name.startswith("neuros_storage")]
-    assert len(storage) == 1, f"README must name one storage --metrics-file path, found {found}"
+    assert len(storage) == 1, f"the docs must name one storage --metrics-file path, found {found}"
     assert any(path.name.startswith("neuros_backup") for path in found), found
     return storage[0]
 
@@ -56,13 +61,14 @@ def flag(command: list[str], name: str) -> str:
     return values[0]
 
 
-def test_textfile_directory_is_where_the_readme_cron_writes(command: list[str]) -> None:
+def test_textfile_directory_is_where_the_documented_cron_writes(command: list[str]) -> None:
     rootfs = PurePosixPath(flag(command, ROOTFS_FLAG))
     textfile = PurePosixPath(flag(command, TEXTFILE_FLAG))
     assert rootfs in textfile.parents, f"{textfile} is not under the host mount {rootfs}"
     on_host = PurePosixPath("/") / textfile.relative_to(rootfs)
-    assert on_host == readme_metrics_file().parent, (
-        f"node-exporter reads {on_host} on the host, the README cron writes {readme_metrics_file()}"
+    assert on_host == documented_metrics_file().parent, (
+        f"node-exporter reads {on_host} on the host, the documented cron writes "
+        f"{documented_metrics_file()}"
     )
 
 
@@ -72,7 +78,7 @@ def node_exporter(command: list[str], tmp_path: Path) -> Iterator[str]:
     binary = tool("node_exporter")
     rootfs = flag(command, ROOTFS_FLAG)
     host = tmp_path / "host"
-    metrics_file = host / readme_metrics_file().relative_to("/")
+    metrics_file = host / documented_metrics_file().relative_to("/")
     stub = install_stub_docker(tmp_path / "stub")
     written = run_storage_script(
         stub,
