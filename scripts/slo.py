@@ -7,6 +7,7 @@ The burn-rate pairs follow the SRE workbook, chapter "Alerting on SLOs".
 """
 
 import argparse
+import functools
 import re
 import sys
 from dataclasses import dataclass
@@ -15,19 +16,35 @@ from typing import Any
 
 import yaml
 
-from neuros.metrics import HTTP_LATENCY_BUCKETS_SECONDS
+from neuros.metrics import HTTP_LATENCY_BUCKETS_SECONDS, build_metrics
+from scripts import runbook_links
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC_PATH = REPO_ROOT / "prometheus" / "slo.yml"
 RULES_DIR = REPO_ROOT / "prometheus" / "rules"
 RECORDING_FILE = "slo-recording.yml"
 ALERTS_FILE = "slo-alerts.yml"
-RUNBOOK_URL = "https://github.com/neuros/neuros/blob/main/docs/runbook.md"
-
-REQUESTS = "neuros_http_requests_total"
-DURATION = "neuros_http_request_duration_seconds"
 SLI_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 _DURATION = re.compile(r"^[1-9][0-9]*[mhd]$")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMetrics:
+    """Series names the SLIs read, as the agent's registry names them."""
+
+    requests: str  # the request counter's series, ``..._total``
+    duration: str  # the request-duration histogram's family (``_bucket``/``_count`` added)
+
+
+@functools.cache
+def agent_metrics() -> AgentMetrics:
+    """Read the names off a throwaway registry, so neuros/metrics.py is their one source."""
+    m = build_metrics()
+    (requests,) = m.http_requests.describe()
+    (duration,) = m.http_request_duration.describe()
+    if requests.type != "counter" or duration.type != "histogram":
+        raise SpecError(f"{requests.name}, {duration.name}: expected a counter and a histogram")
+    return AgentMetrics(requests=f"{requests.name}_total", duration=duration.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +129,7 @@ def _slo(name: str, body: dict[str, Any]) -> Slo:
     if threshold is not None and float(threshold) not in HTTP_LATENCY_BUCKETS_SECONDS:
         raise SpecError(
             f"slo {name}: threshold_seconds {threshold} is not a bucket bound of "
-            f"{DURATION} {HTTP_LATENCY_BUCKETS_SECONDS}"
+            f"{agent_metrics().duration} {HTTP_LATENCY_BUCKETS_SECONDS}"
         )
     if name == "latency" and threshold is None:
         raise SpecError("slo latency: threshold_seconds is required")
@@ -132,20 +149,22 @@ def _le(seconds: float) -> str:
 def error_ratio(spec: SloSpec, slo: Slo, window: str) -> str:
     """Share of bad API requests over ``window``; empty (never NaN) without traffic."""
     sel = f'job="{spec.job}",route=~"{spec.route_regex}"'
+    names = agent_metrics()
     if slo.threshold_seconds is None:
         return (
-            f'(sum(rate({REQUESTS}{{{sel},status=~"5.."}}[{window}])) or vector(0))\n'
-            f"/\n(sum(rate({REQUESTS}{{{sel}}}[{window}])) > 0)"
+            f'(sum(rate({names.requests}{{{sel},status=~"5.."}}[{window}])) or vector(0))\n'
+            f"/\n(sum(rate({names.requests}{{{sel}}}[{window}])) > 0)"
         )
     le = _le(slo.threshold_seconds)
     return (
-        f'1 - (\n  sum(rate({DURATION}_bucket{{{sel},le="{le}"}}[{window}]))\n'
-        f"  /\n  (sum(rate({DURATION}_count{{{sel}}}[{window}])) > 0)\n)"
+        f'1 - (\n  sum(rate({names.duration}_bucket{{{sel},le="{le}"}}[{window}]))\n'
+        f"  /\n  (sum(rate({names.duration}_count{{{sel}}}[{window}])) > 0)\n)"
     )
 
 
 def request_rate(spec: SloSpec, window: str) -> str:
-    return f'sum(rate({REQUESTS}{{job="{spec.job}",route=~"{spec.route_regex}"}}[{window}]))'
+    sel = f'job="{spec.job}",route=~"{spec.route_regex}"'
+    return f"sum(rate({agent_metrics().requests}{{{sel}}}[{window}]))"
 
 
 def _labels(spec: SloSpec, slo: Slo) -> dict[str, str]:
@@ -226,7 +245,9 @@ def alert_name(slo: Slo, alert: BurnAlert) -> str:
     return f"Neuros{slo.name.capitalize()}{alert.suffix}"
 
 
-def alert_rules(spec: SloSpec) -> dict[str, Any]:
+def alert_rules(spec: SloSpec, runbook_base: str | None = None) -> dict[str, Any]:
+    """Burn-rate alerts; runbook links from ``runbook_base`` (default: prometheus/runbook.yml)."""
+    base = runbook_links.load_base_url() if runbook_base is None else runbook_base
     rules = []
     for slo in spec.slos:
         for alert in BURN_ALERTS:
@@ -246,7 +267,7 @@ def alert_rules(spec: SloSpec) -> dict[str, Any]:
                             f"the error ratio is {{{{ $value | humanizePercentage }}}}, a burn "
                             f"rate above {pairs} ({{{{ $labels.slo }}}} SLO)."
                         ),
-                        "runbook_url": f"{RUNBOOK_URL}#{name.lower()}",
+                        "runbook_url": runbook_links.url(name, base),
                     },
                 }
             )
@@ -288,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = generated(load_spec(args.spec))
-    except SpecError as exc:
+    except (SpecError, runbook_links.ConfigError) as exc:
         print(f"slo: {exc}", file=sys.stderr)
         return 2
     stale = [

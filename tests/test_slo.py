@@ -96,3 +96,30 @@ def test_latency_sli_reads_the_threshold_bucket_in_prometheus_3_form() -> None:
     spec = slo.load_spec()
     assert 'le="0.3"' in slo.error_ratio(spec, spec.slo("latency"), "5m")
     assert slo._le(1) == "1.0"
+
+
+def test_the_generator_types_no_metric_name() -> None:
+    """neuros/metrics.py is the one source of the agent's metric names: slo.py reads
+    them off the registry, as the dashboards do, and spells none itself."""
+    source = Path(slo.__file__).read_text()
+    assert not re.findall(r"""["'][^"'\n]*\bneuros_\w+""", source)
+
+
+def test_generated_rules_follow_the_registry_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import neuros.metrics
+
+    monkeypatch.setattr(neuros.metrics, "PREFIX", "renamed")
+    slo.agent_metrics.cache_clear()
+    try:
+        spec = slo.load_spec()
+        text = slo.render(slo.recording_rules(spec)) + slo.render(slo.alert_rules(spec))
+    finally:
+        monkeypatch.undo()
+        slo.agent_metrics.cache_clear()
+    assert "renamed_http_requests_total{" in text
+    assert "renamed_http_request_duration_seconds_bucket{" in text
+    assert "renamed_http_request_duration_seconds_count{" in text
+    assert "neuros_" not in text
+    assert slo.agent_metrics() == slo.AgentMetrics(
+        "neuros_http_requests_total", "neuros_http_request_duration_seconds"
+    )
