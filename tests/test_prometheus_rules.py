@@ -24,6 +24,7 @@ import yaml
 from neuros.auth.authenticator import AuthError
 from neuros.auth.tokens import Scope
 from neuros.metrics import AuthFailure
+from scripts import runbook_links
 from tests.tooling import REPO_ROOT, tool
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
@@ -31,7 +32,7 @@ CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
-RUNBOOK_URL_PREFIX = "https://github.com/neuros/neuros/blob/main/docs/runbook.md#"
+RUNBOOK_BASE_URL = runbook_links.load_base_url()
 
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 RULE_TEST_FILES = sorted(RULE_TESTS_DIR.glob("*.yml"))
@@ -221,12 +222,11 @@ def test_runbook_urls_have_a_section() -> None:
     problems = []
     for file, rule in all_alerts():
         url = str((rule.get("annotations") or {}).get("runbook_url") or "")
-        if not url.startswith(RUNBOOK_URL_PREFIX):
-            problems.append(
-                f"{file}: {rule['alert']} runbook_url {url!r} is not {RUNBOOK_URL_PREFIX}..."
-            )
+        prefix = f"{RUNBOOK_BASE_URL}#"
+        if not url.startswith(prefix):
+            problems.append(f"{file}: {rule['alert']} runbook_url {url!r} is not {prefix}...")
             continue
-        anchor = url.removeprefix(RUNBOOK_URL_PREFIX)
+        anchor = url.removeprefix(prefix)
         if anchor != rule["alert"].lower():
             problems.append(
                 f"{file}: {rule['alert']} anchor {anchor!r} is not the lower-cased name"
@@ -234,6 +234,44 @@ def test_runbook_urls_have_a_section() -> None:
         if anchor not in anchors:
             problems.append(f"{file}: {rule['alert']}: no '## {rule['alert']}' in docs/runbook.md")
     assert not problems, problems
+
+
+def test_runbook_links_come_from_one_base_url() -> None:
+    """Every runbook_url, in the rules and in their promtool tests, is the one of
+    prometheus/runbook.yml (``python -m scripts.runbook_links`` rewrites them)."""
+    assert runbook_links.problems() == []
+
+
+def test_the_default_runbook_base_is_the_runbook_in_the_repository() -> None:
+    assert RUNBOOK_BASE_URL == runbook_links.DEFAULT_BASE_URL == "docs/runbook.md"
+    assert (REPO_ROOT / RUNBOOK_BASE_URL).is_file()
+
+
+def test_runbook_links_move_to_a_new_base_url(tmp_path: Path) -> None:
+    """``--base-url`` sets the one setting and rewrites every rule file and promtool test
+    to it; the SLO generator follows, and going back restores the files byte for byte."""
+    repo = tmp_path / "repo"
+    for rel in (runbook_links.CONFIG, runbook_links.RULES_DIR, runbook_links.RULE_TESTS_DIR):
+        src = REPO_ROOT / rel
+        if src.is_dir():
+            shutil.copytree(src, repo / rel)
+        else:
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, repo / rel)
+    before = {p: p.read_bytes() for p in runbook_links.files(repo)}
+    base = "https://runbooks.example.com/neuros: on-call/runbook.md"  # ": " needs quoting
+    assert runbook_links.main(["--repo", str(repo), "--base-url", base]) == 0
+    assert runbook_links.load_base_url(repo) == base
+    assert runbook_links.problems(repo) == []
+    changed = [p for p, text in before.items() if p.read_bytes() != text]
+    assert len(changed) == len([p for p, text in before.items() if b"runbook_url" in text])
+    rules = yaml.safe_load((repo / runbook_links.RULES_DIR / "meta-alerts.yml").read_text())
+    (watchdog,) = (r for g in rules["groups"] for r in g["rules"] if r.get("alert") == "Watchdog")
+    assert watchdog["annotations"]["runbook_url"] == f"{base}#watchdog"
+    assert runbook_links.main(["--repo", str(repo), "--check", "--base-url", "x"]) == 1
+    assert runbook_links.main(["--repo", str(repo), "--base-url", "http://x/r.md#a"]) == 2
+    assert runbook_links.main(["--repo", str(repo), "--base-url", RUNBOOK_BASE_URL]) == 0
+    assert {p: p.read_bytes() for p in runbook_links.files(repo)} == before
 
 
 def test_recording_rule_names() -> None:

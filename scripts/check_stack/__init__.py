@@ -17,7 +17,8 @@ c. every metric those expressions read is produced: by the agent (its registry i
    for the pinned release and otel/config.yml's ``readers`` block, which must be there:
    :mod:`.collector`), or a declared exporter (:data:`EXPORTER_PREFIXES`);
 d. every alert has a ``## AlertName`` section in docs/runbook.md and its runbook_url
-   anchor points at it, and every metric of the stack read by a runbook code snippet
+   is ``<base_url>#<anchor>`` of it (base_url from prometheus/runbook.yml), and every
+   metric of the stack read by a runbook code snippet
    that parses as PromQL is produced, as in c;
 e. every host:port one component uses to reach another (scrape and Alertmanager
    targets, collector exporters, Tempo's remote write, Grafana datasource urls, the

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import promql_parser
 
+from scripts import runbook_links
+
 from .files import RUNBOOK
 from .producers import EXPORTER_PREFIXES, SYNTHETIC_METRICS, Producers
 from .promql import metric_reads
@@ -41,6 +43,11 @@ def check_runbook(repo: Path, rules: Sequence[Rule], report: Report) -> None:
         report.add(RUNBOOK, f"cannot read: {error.strerror}")
         return
     sections = {m.group(1).strip() for m in re.finditer(r"^## +(.+?)\s*#*\s*$", text, re.M)}
+    try:
+        base: str | None = runbook_links.load_base_url(repo)
+    except runbook_links.ConfigError as error:
+        report.add(runbook_links.CONFIG, str(error))
+        base = None
     for rule in rules:
         if rule.kind != "alert":
             continue
@@ -52,12 +59,17 @@ def check_runbook(repo: Path, rules: Sequence[Rule], report: Report) -> None:
         if not isinstance(url, str) or not url:
             report.add(rule.file, f"alert {rule.name!r} has no runbook_url annotation")
             continue
-        parts = urllib.parse.urlsplit(url)
         want = github_anchor(rule.name)
-        if not parts.path.endswith(str(RUNBOOK)) or parts.fragment != want:
+        if urllib.parse.urlsplit(url).fragment != want:
             report.add(
                 rule.file,
                 f"alert {rule.name!r} runbook_url {url!r} does not point at {RUNBOOK}#{want}",
+            )
+        elif base is not None and url != runbook_links.url(rule.name, base):
+            report.add(
+                rule.file,
+                f"alert {rule.name!r} runbook_url {url!r} is not "
+                f"{runbook_links.url(rule.name, base)!r} ({runbook_links.CONFIG} base_url)",
             )
 
 
