@@ -20,8 +20,8 @@ usage() {
 Usage: $(basename "$0") [--no-install] [--docker] [--help] [--] [pytest args...]
 
 Creates or updates .venv, installs the project ('.[test,dev]'), the tools
-(scripts/install-tools.sh) and, when missing, Debian's postgresql package (the
-storage tests start their own server from it), then runs: ruff check ., mypy, pytest.
+(scripts/install-tools.sh) and, when missing, Debian's postgresql and make packages
+(the storage tests start their own server; the Makefile tests dry-run make), then runs: ruff check ., mypy, pytest.
 Arguments this script does not know are passed on to pytest.
 
 Options:
@@ -71,24 +71,32 @@ install_venv() {
   echo "${want}" >"${INSTALL_STAMP}"
 }
 
-# The PostgreSQL server the storage tests start (tests/postgres_server.py): Debian's
-# package, installed when missing. Without it those tests skip (and fail in CI).
-install_postgresql() {
-  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+# Debian packages the tests use, installed when missing: the PostgreSQL server the
+# storage tests start (tests/postgres_server.py) and make (tests/test_generators.py
+# dry-runs the Makefile). Without them those tests skip (and fail in CI).
+install_debian_packages() {
+  local packages=()
+  if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    packages+=(postgresql)
+  fi
+  if ! command -v make >/dev/null; then
+    packages+=(make)
+  fi
+  if (( ${#packages[@]} == 0 )); then
     return 0
   fi
   local sudo=()
   if (( EUID != 0 )); then
     if ! command -v sudo >/dev/null; then
-      err "PostgreSQL is missing and installing it needs root: apt-get install postgresql"
+      err "${packages[*]} missing and installing needs root: apt-get install ${packages[*]}"
       return 1
     fi
     sudo=(sudo)
   fi
-  log "apt-get install postgresql"
+  log "apt-get install ${packages[*]}"
   "${sudo[@]}" apt-get update -qq &&
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends postgresql
+      --no-install-recommends "${packages[@]}"
 }
 
 main() {
@@ -126,8 +134,8 @@ main() {
       err "scripts/install-tools.sh failed"
       exit 1
     }
-    install_postgresql || {
-      err "installing PostgreSQL failed"
+    install_debian_packages || {
+      err "installing Debian packages (postgresql, make) failed"
       exit 1
     }
   fi

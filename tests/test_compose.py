@@ -752,12 +752,6 @@ def test_default_stack_ignores_the_scale_override(stack: cm.Stack) -> None:
     assert "NEUROS_DATABASE_URL" not in (agent.get("environment") or {})
 
 
-def test_prometheus_scale_config_is_generated() -> None:
-    from scripts import prometheus_scale
-
-    assert prometheus_scale.main(["--check"]) == 0, "run `python -m scripts.prometheus_scale`"
-
-
 @dataclass(frozen=True)
 class ScaleMutation:
     """A text replacement in the override or haproxy.cfg, or an env change."""

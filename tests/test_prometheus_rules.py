@@ -236,12 +236,6 @@ def test_runbook_urls_have_a_section() -> None:
     assert not problems, problems
 
 
-def test_runbook_links_come_from_one_base_url() -> None:
-    """Every runbook_url, in the rules and in their promtool tests, is the one of
-    prometheus/runbook.yml (``python -m scripts.runbook_links`` rewrites them)."""
-    assert runbook_links.problems() == []
-
-
 def test_the_default_runbook_base_is_the_runbook_in_the_repository() -> None:
     assert RUNBOOK_BASE_URL == runbook_links.DEFAULT_BASE_URL == "docs/runbook.md"
     assert (REPO_ROOT / RUNBOOK_BASE_URL).is_file()
