@@ -14,18 +14,17 @@ from opentelemetry.trace import NoOpTracer, TracerProvider
 from prometheus_client import CollectorRegistry, start_http_server
 
 from neuros.agent import Agent
-from neuros.api import health, kpis, readings
-from neuros.api import metrics as metrics_api
+from neuros.api import exposition, health, kpis, readings
 from neuros.api.auth import SECURITY_SCHEMES
 from neuros.api.errors import install_error_handlers
 from neuros.auth.authenticator import Authenticator
 from neuros.auth.tokens_file import TokensFile
 from neuros.backend import Backend
 from neuros.config import Settings, get_settings
-from neuros.http.access_log import AccessLogMiddleware
-from neuros.http.body_limit import BodyLimitMiddleware
-from neuros.http.metrics import MetricsMiddleware
 from neuros.metrics import build_metrics
+from neuros.middleware.access_log import AccessLogMiddleware
+from neuros.middleware.body_limit import BodyLimitMiddleware
+from neuros.middleware.request_metrics import MetricsMiddleware
 from neuros.tracing import build_tracer_provider, instrument, shutdown_tracing
 
 logger = logging.getLogger("neuros")
@@ -159,7 +158,7 @@ def create_app(
     for router in (readings.router, kpis.router, health.router):
         app.include_router(router)
     if settings.metrics_port is None:
-        app.include_router(metrics_api.router)
+        app.include_router(exposition.router)
     install_error_handlers(app, metrics)
     _complete_openapi(app)
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 
-from neuros.http.tracing import ServerSpanMiddleware
+from neuros.middleware.server_spans import ServerSpanMiddleware
 from neuros.otlp_export import ExportConfig, ExportConfigError, OtlpHttpExporter
 from neuros.spans import LeanTracerProvider
 from neuros.trace_config import DEFAULT_SERVICE_NAME, resource_from_env, sampler_from_env

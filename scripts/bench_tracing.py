@@ -3,9 +3,11 @@
     python -m scripts.bench_tracing [--rounds 5] [--seconds 3] [--rate 400] [--cpu 0]
 
 Each measurement is a fresh worker process pinned with ``taskset -c CPU`` that replays
-the span calls of one ingest request (the SERVER span of neuros/http/tracing.py, then
-``db.write`` and ``kpi.compute`` as neuros/agent.py makes them, and the exemplar lookup
-of neuros/http/metrics.py) after some app-like work, at ``--rate`` requests per second.
+the span calls of one ingest request (the SERVER span of
+neuros/middleware/server_spans.py, then ``db.write`` and ``kpi.compute`` as
+neuros/agent.py makes them, and the exemplar lookup of
+neuros/middleware/request_metrics.py) after some app-like work, at ``--rate`` requests
+per second.
 It alternates segments with and without the spans: "spans" is the main thread's extra
 CPU per request, "export" the CPU of every other thread (batching, encoding, HTTP or
 gRPC, the mp feeder) plus the final flush, per request. Variants run interleaved,

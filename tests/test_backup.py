@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from neuros.backup import SQLITE_SCHEMA_VERSION, metrics, rotation
+from neuros.backup import SQLITE_SCHEMA_VERSION, rotation, textfile
 from neuros.backup.archive import parse_archive_name, sidecar_path
 from neuros.backup.compose import Compose
 from neuros.backup.errors import BackupError
@@ -473,7 +473,7 @@ def test_list_newest_first_with_checksums(archive: Path, tmp_path: Path) -> None
 
 
 def read_metrics(path: Path) -> dict[str, float]:
-    return metrics.read_previous(path)
+    return textfile.read_previous(path)
 
 
 def test_metrics_on_success_then_failure(made: tuple[Path, Path], tmp_path: Path) -> None:
@@ -484,11 +484,11 @@ def test_metrics_on_success_then_failure(made: tuple[Path, Path], tmp_path: Path
     assert done.returncode == 0, done.stderr
     first = read_metrics(prom)
     (new,) = archives(backup_dir)
-    assert first[metrics.SUCCESS] == 1
-    assert before - 1 <= first[metrics.LAST_SUCCESS] <= time.time() + 1
-    assert first[metrics.LAST_RUN] == first[metrics.LAST_SUCCESS]
-    assert first[metrics.LAST_SIZE] == new.stat().st_size
-    assert 0 < first[metrics.LAST_DURATION] < 60
+    assert first[textfile.SUCCESS] == 1
+    assert before - 1 <= first[textfile.LAST_SUCCESS] <= time.time() + 1
+    assert first[textfile.LAST_RUN] == first[textfile.LAST_SUCCESS]
+    assert first[textfile.LAST_SIZE] == new.stat().st_size
+    assert 0 < first[textfile.LAST_DURATION] < 60
     assert prom.stat().st_mode & 0o777 == 0o644
     inode = prom.stat().st_ino
 
@@ -497,10 +497,10 @@ def test_metrics_on_success_then_failure(made: tuple[Path, Path], tmp_path: Path
     )
     refused(done, "gone.db: no such database file")
     second = read_metrics(prom)
-    assert second[metrics.SUCCESS] == 0
-    assert second[metrics.LAST_SUCCESS] == first[metrics.LAST_SUCCESS]  # kept
-    assert second[metrics.LAST_SIZE] == first[metrics.LAST_SIZE]
-    assert second[metrics.LAST_RUN] >= first[metrics.LAST_RUN]
+    assert second[textfile.SUCCESS] == 0
+    assert second[textfile.LAST_SUCCESS] == first[textfile.LAST_SUCCESS]  # kept
+    assert second[textfile.LAST_SIZE] == first[textfile.LAST_SIZE]
+    assert second[textfile.LAST_RUN] >= first[textfile.LAST_RUN]
     # Replaced by a rename (a new inode), never rewritten in place; no temp file left.
     assert prom.stat().st_ino != inode
     assert [p.name for p in prom.parent.iterdir()] == [prom.name]
@@ -520,8 +520,8 @@ def test_metrics_of_a_host_that_never_succeeded(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     values = read_metrics(prom)
-    assert values[metrics.LAST_SUCCESS] == 0
-    assert values[metrics.SUCCESS] == 0
+    assert values[textfile.LAST_SUCCESS] == 0
+    assert values[textfile.SUCCESS] == 0
 
 
 # --- compose mode, against a fake docker --------------------------------------------

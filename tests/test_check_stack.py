@@ -645,11 +645,11 @@ def test_collector_readers_block_is_required() -> None:
 
 
 def test_backup_tool_names_are_what_it_writes() -> None:
-    from neuros.backup import metrics as backup_metrics
+    from neuros.backup import textfile as backup_textfile
 
     names = cs.backup_tool_metric_names(REPO_ROOT)
-    assert backup_metrics.LAST_SUCCESS in names
-    assert names == set(backup_metrics.HELP)
+    assert backup_textfile.LAST_SUCCESS in names
+    assert names == set(backup_textfile.HELP)
 
 
 RUNBOOK_SAMPLE = """\

@@ -36,5 +36,5 @@ def test_domain_logic_imports_only_the_standard_library_and_itself(module: str) 
 
 
 def test_middleware_is_pure_asgi() -> None:
-    for path in (NEUROS / "http").glob("*.py"):
+    for path in (NEUROS / "middleware").glob("*.py"):
         assert "BaseHTTPMiddleware" not in path.read_text(), path.name

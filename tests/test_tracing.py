@@ -5,7 +5,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from neuros.http.tracing import incoming_context
+from neuros.middleware.server_spans import incoming_context
 from tests.conftest import InProcess, reading
 
 USER = "trace-canary-91c2"

@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     backup.add_argument(
         "--metrics-file", type=Path, metavar="PATH",
-        help="write node-exporter textfile-collector metrics (neuros.backup.metrics)",
+        help="write node-exporter textfile-collector metrics (neuros.backup.textfile)",
     )  # fmt: skip
     _dry_run_option(backup)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from neuros.backup import SQLITE, metrics, postgres, rotation, sqlite
+from neuros.backup import SQLITE, postgres, rotation, sqlite, textfile
 from neuros.backup.archive import DATA_FILES, Manifest, archive_name, sha256_file, write_archive
 from neuros.backup.errors import BackupError
 from neuros.backup.source import Source
@@ -167,5 +167,5 @@ def backup(source: Source, options: Options) -> list[str]:
 
 def _write_metrics(options: Options, *, success: bool, started: float, size: int = 0) -> None:
     if options.metrics_file is not None:
-        run = metrics.Run(time.time(), success, time.monotonic() - started, size)
-        metrics.write(options.metrics_file, run)
+        run = textfile.Run(time.time(), success, time.monotonic() - started, size)
+        textfile.write(options.metrics_file, run)

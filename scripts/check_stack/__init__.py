@@ -13,7 +13,7 @@ b. every PromQL expression (dashboard targets with Grafana variables substituted
 c. every metric those expressions read is produced: by the agent (its registry is
    built here from ``neuros.metrics``), a recording rule, Prometheus (``ALERTS``), the
    storage script's textfile (the real script is run against a docker that fails), the
-   backup tool's textfile (``neuros.backup.metrics``), the collector (its exact names
+   backup tool's textfile (``neuros.backup.textfile``), the collector (its exact names
    for the pinned release and otel/config.yml's ``readers`` block, which must be there:
    :mod:`.collector`), or a declared exporter (:data:`EXPORTER_PREFIXES`);
 d. every alert has a ``## AlertName`` section in docs/runbook.md and its runbook_url

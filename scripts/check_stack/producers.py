@@ -87,7 +87,7 @@ def backup_tool_metric_names(repo: Path) -> set[str]:
     textfile, from the checked repository's own renderer."""
     if str(repo) not in sys.path:
         sys.path.insert(0, str(repo))
-    module = importlib.import_module("neuros.backup.metrics")
+    module = importlib.import_module("neuros.backup.textfile")
     text = module.render(module.Run(finished_at=0.0, success=True, duration_seconds=0.0), {})
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -181,7 +181,7 @@ def collect_producers(
     try:
         exact.update(dict.fromkeys(backup_tool_metric_names(repo), "backup tool"))
     except Exception as error:  # as above
-        report.add("neuros/backup/metrics.py", f"cannot render its metrics: {error!r}")
+        report.add("neuros/backup/textfile.py", f"cannot render its metrics: {error!r}")
     exact.update(dict.fromkeys(collector_metric_names(), "collector"))
     exact.update({r.name: "recording rule" for r in rules if r.kind == "record"})
     return Producers(exact, agent_jobs)

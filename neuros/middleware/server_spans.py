@@ -12,8 +12,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from neuros.http.routes import method_label, route_template
-from neuros.http.status import StatusRecordingSend
+from neuros.middleware.routes import method_label, route_template
+from neuros.middleware.status import StatusRecordingSend
 
 _ERROR = Status(StatusCode.ERROR)
 # A request's span is a root unless the caller sent its trace context.

@@ -5,8 +5,8 @@ import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from neuros.http.routes import method_label, route_template
-from neuros.http.status import StatusRecordingSend
+from neuros.middleware.routes import method_label, route_template
+from neuros.middleware.status import StatusRecordingSend
 
 logger = logging.getLogger("neuros.access")
 

@@ -5,9 +5,9 @@ import time
 from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from neuros.http.routes import method_label, route_template
-from neuros.http.status import StatusRecordingSend
 from neuros.metrics import Metrics
+from neuros.middleware.routes import method_label, route_template
+from neuros.middleware.status import StatusRecordingSend
 
 
 def _trace_exemplar() -> dict[str, str] | None:
