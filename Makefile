@@ -2,8 +2,8 @@
 # entry point named in its recipe, which also works without make (docs/development.md).
 
 PYTHON := $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
-# The generators, in order: one list, in scripts/generators.py (read only when used).
-GENERATORS = $(shell $(PYTHON) -m scripts.generators)
+# The generators, in order: one list, in stacktools/generate/__init__.py (read only when used).
+GENERATORS = $(shell $(PYTHON) -m stacktools.generate)
 SCENARIO ?= smoke
 EXPERIMENT ?=
 
@@ -23,13 +23,13 @@ down: ## stop the stack: docker compose down
 test: ## lint, type-check and test: scripts/test.sh
 	scripts/test.sh
 
-generate: ## regenerate every generated file, in order (scripts/generators.py)
+generate: ## regenerate every generated file, in order (stacktools/generate/__init__.py)
 	@set -e; for g in $(GENERATORS); do \
-		echo "$(PYTHON) -m scripts.$$g"; $(PYTHON) -m scripts.$$g; done
+		echo "$(PYTHON) -m stacktools.generate.$$g"; $(PYTHON) -m stacktools.generate.$$g; done
 
 check: ## every generator's --check, then scripts/check-stack
 	@set -e; for g in $(GENERATORS); do \
-		echo "$(PYTHON) -m scripts.$$g --check"; $(PYTHON) -m scripts.$$g --check; done
+		echo "$(PYTHON) -m stacktools.generate.$$g --check"; $(PYTHON) -m stacktools.generate.$$g --check; done
 	scripts/check-stack
 
 load: ## k6 load test against the running agent: k6/run-load-tests.sh SCENARIO (default smoke)

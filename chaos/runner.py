@@ -36,9 +36,10 @@ from chaos.experiment import (
     within,
 )
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE, NoAdminToken, admin_token
+from stacktools import paths
+from stacktools.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_COMPOSE = REPO_ROOT / "docker-compose.yml"
+DEFAULT_COMPOSE = REPO_ROOT / paths.COMPOSE_FILE
 # Any image with iproute2's tc; the agent's image has none. Not pullable where this
 # repository is built, so only dry runs use it there (override: CHAOS_TC_IMAGE).
 DEFAULT_TC_IMAGE = "nicolaka/netshoot:v0.13"

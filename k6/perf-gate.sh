@@ -8,7 +8,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
-readonly GATE="${REPO_ROOT}/scripts/perf_gate.py"
+readonly GATE="${REPO_ROOT}/stacktools/perf_gate.py"
 
 usage() {
   cat <<EOF_USAGE

@@ -20,13 +20,13 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly SCENARIOS=(smoke load stress spike soak breakpoint)
 readonly DEMO="demo"
-readonly GATE_PY="${REPO_ROOT}/scripts/perf_gate.py"
+readonly GATE_PY="${REPO_ROOT}/stacktools/perf_gate.py"
 readonly EXIT_USAGE=2
 readonly EXIT_GATE=3
 readonly READY_ATTEMPTS=5
 readonly READY_INTERVAL_SECONDS=1
 # Trend stats sent by --prometheus; the SLO dashboard reads the p(99) gauge
-# (scripts/dashboards.py K6_DURATION_P99, checked by tests/test_k6_runner.py).
+# (stacktools/generate/dashboards.py K6_DURATION_P99, checked by tests/test_k6_runner.py).
 readonly PROMETHEUS_TREND_STATS="p(95),p(99),avg,max"
 # k6 reads these as its own options and then silently replaces the script's
 # scenarios with a constant-VU run, even when passed with -e.

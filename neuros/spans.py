@@ -1,7 +1,7 @@
 """A lean tracer behind the OpenTelemetry API.
 
 The SDK's spans cost ~190 µs of CPU per ingest request here (3 spans: locks, attribute
-validation, a ReadableSpan copy per processor; scripts/bench_tracing.py). This provider
+validation, a ReadableSpan copy per processor; stacktools/bench/tracing.py). This provider
 records the same facts in a slots object and hands the ended span to one sink: ~50 µs,
 of which ~40 µs are the API calls themselves (the API's no-op tracer costs that much).
 Samplers, resource and W3C parenting follow the spec and the ``OTEL_*`` variables

@@ -2,7 +2,7 @@
 
 The default provider is the lean one in :mod:`neuros.spans`, exporting through
 :mod:`neuros.otlp_export`: at 100 % sampling the SDK with its OTLP/HTTP exporter cost
-~370 µs of CPU per ingest request here, this one ~70 µs (scripts/bench_tracing.py).
+~370 µs of CPU per ingest request here, this one ~70 µs (stacktools/bench/tracing.py).
 Exporting happens on a worker thread,
 so an unreachable collector costs requests nothing, and a full buffer drops spans
 rather than blocking. The SDK remains for ``OTEL_TRACES_EXPORTER=console`` (a debug

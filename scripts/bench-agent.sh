@@ -3,16 +3,16 @@
 # The ingest-engine benchmark: one run measures, side by side, over interleaved
 # rounds (medians reported):
 #
-#   (a) agent (telemetry off) vs the framework floor (scripts/bench_floor.py)
+#   (a) agent (telemetry off) vs the framework floor (stacktools/bench/floor.py)
 #   (b) full telemetry vs telemetry off
 #   (c) p95/p99 on a database pre-filled with years of history vs an empty one
 #   (d) users with 288 readings a day vs users with one
 #   (e) p99 at 100, 400 and 800 req/s
-#   (f) API auth on vs off (scripts/bench_noauth.py)
+#   (f) API auth on vs off (stacktools/bench/noauth.py)
 #   (g) SQLite vs PostgreSQL, two agents on one PostgreSQL, group commit, bytes per
-#       reading, and a capacity table (scripts/bench_backends.py; needs PostgreSQL)
+#       reading, and a capacity table (stacktools/bench/backends.py; needs PostgreSQL)
 #
-# The logic lives in scripts/bench_agent.py; this wrapper finds the venv and passes
+# The logic lives in stacktools/bench/agent.py; this wrapper finds the venv and passes
 # every option through. Missing a target is reported, not an error: it fails only
 # when it cannot measure.
 
@@ -33,7 +33,7 @@ database latency, (d) heavy vs light user cost, (e) p99 at 100/400/800 req/s,
 (f) API auth on vs off; and, without a target, (g) the storage backends: SQLite vs
 PostgreSQL per agent, two agents on PostgreSQL, group commit and WAL syncs, bytes per
 reading, and the capacity table of docs/scaling.md.
-Options are those of python -m scripts.bench_agent, passed through unchanged.
+Options are those of python -m stacktools.bench.agent, passed through unchanged.
 EOF
 }
 
@@ -49,7 +49,7 @@ main() {
       if [[ -x "${PYTHON}" ]]; then
         echo
         cd "${REPO_ROOT}"
-        "${PYTHON}" -m scripts.bench_agent --help
+        "${PYTHON}" -m stacktools.bench.agent --help
       fi
       return 0
     fi
@@ -59,7 +59,7 @@ main() {
     return 1
   fi
   cd "${REPO_ROOT}"
-  exec "${PYTHON}" -m scripts.bench_agent "$@"
+  exec "${PYTHON}" -m stacktools.bench.agent "$@"
 }
 
 main "$@"

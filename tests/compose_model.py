@@ -932,7 +932,7 @@ def check_scale_load_balancer(stack: Stack) -> list[str]:
 def check_scale_prometheus(stack: Stack) -> list[str]:
     """Prometheus reads the generated scale config, whose job `neuros` discovers every
     replica by DNS (type A) on the agent's service name and metrics port."""
-    from scripts import prometheus_scale
+    from stacktools.generate import prometheus_scale
 
     prometheus = stack.services.get("prometheus", {})
     config_flag = flag_value(prometheus, "--config.file")
@@ -941,7 +941,9 @@ def check_scale_prometheus(stack: Stack) -> list[str]:
         return [f"prometheus: --config.file={config_flag} is {config}, not the scale config"]
     problems: list[str] = []
     if config.read_text() != prometheus_scale.render():
-        problems.append(f"{config.name}: stale, run `python -m scripts.prometheus_scale`")
+        problems.append(
+            f"{config.name}: stale, run `python -m stacktools.generate.prometheus_scale`"
+        )
     port = (stack.services.get(AGENT, {}).get("environment") or {}).get("NEUROS_METRICS_PORT")
     jobs = [
         job for job in load_yaml(config).get("scrape_configs") or [] if job.get("job_name") == AGENT

@@ -1,8 +1,8 @@
-"""The ingest-engine benchmark (scripts/bench-agent.sh, scripts/bench_agent.py): its
+"""The ingest-engine benchmark (scripts/bench-agent.sh, stacktools/bench/agent.py): its
 command line, its report maths on hand-made numbers, its floor app and its no-auth
-agent; part (g) (scripts/bench_backends.py) run for real at a tiny size against a real
+agent; part (g) (stacktools/bench/backends.py) run for real at a tiny size against a real
 PostgreSQL server; and the shape of the token-timing benchmark's output
-(scripts/bench_auth.py). Nothing is timed here: no assertion depends on a measured time."""
+(stacktools/bench/auth.py). Nothing is timed here: no assertion depends on a measured time."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ from fastapi.testclient import TestClient
 
 from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.schemas import IngestResult, ReadingsBatch
-from scripts import bench_agent as bench
-from scripts import bench_auth, bench_backends, bench_floor, bench_noauth
+from stacktools.bench import agent as bench
+from stacktools.bench import auth as bench_auth
+from stacktools.bench import backends as bench_backends
+from stacktools.bench import common
+from stacktools.bench import floor as bench_floor
+from stacktools.bench import noauth as bench_noauth
 from tests.conftest import InProcess, LiveAgent
 from tests.tooling import REPO_ROOT
 
@@ -64,12 +68,12 @@ def test_dry_run_plans_every_part_and_starts_nothing() -> None:
     configs = ("agent-full", "agent-off", "floor-classic", "c-prefilled", "d-light", "e-800")
     for config in (*configs, "f-auth", "f-noauth"):
         assert f" {config}:" in out, config
-    assert "-m scripts.bench_floor --classic" in out
-    assert "-m scripts.bench_noauth" in out
+    assert "-m stacktools.bench.floor --classic" in out
+    assert "-m stacktools.bench.noauth" in out
     assert "taskset -c 0" in out or "CPU pinning: none" in out
     for g_config in bench_backends.CONFIGS:
         assert f" {g_config.name}:" in out, g_config.name
-    assert "-m scripts.bench_backends" in out
+    assert "-m stacktools.bench.backends" in out
     # Part (g)'s two agents: two ports; its database URL is shown without a password.
     assert "NEUROS_PORT=8001" in out
     assert "NEUROS_DATABASE_URL=postgresql://neuros:***@" in out
@@ -110,10 +114,10 @@ def test_target_verdict(target: bench.Target, value: float | None, met: bool) ->
 
 
 def test_ratio_is_none_without_a_usable_denominator() -> None:
-    assert bench.ratio(300.0, 400.0) == pytest.approx(0.75)
-    assert bench.ratio(300.0, 0.0) is None
-    assert bench.ratio(None, 400.0) is None
-    assert bench.ratio(300.0, math.nan) is None
+    assert common.ratio(300.0, 400.0) == pytest.approx(0.75)
+    assert common.ratio(300.0, 0.0) is None
+    assert common.ratio(None, 400.0) is None
+    assert common.ratio(300.0, math.nan) is None
 
 
 def test_a_rate_holds_only_under_the_p99_limit_with_almost_nothing_dropped() -> None:
@@ -212,7 +216,7 @@ def test_f_pairs_its_runs_by_round() -> None:
     result = bench.evaluate(medians, ("f",), runs)["f"]
     assert result["ratio"] == pytest.approx(1000 / 1010)
     assert result["ratio_of_medians"] == pytest.approx(1500 / 1400)
-    assert bench.paired_ratio(runs[:1], "f-auth", "f-noauth", "rps") is None
+    assert common.paired_ratio(runs[:1], "f-auth", "f-noauth", "rps") is None
 
 
 def test_evaluate_reports_a_missing_measurement_as_not_met() -> None:
@@ -263,10 +267,10 @@ def test_even_rounds_reverse_the_order_within_each_part() -> None:
 
 
 def test_k6_durations_in_seconds() -> None:
-    assert bench.seconds("1m30s") == 90
-    assert bench.seconds("500ms") == 0.5
+    assert common.seconds("1m30s") == 90
+    assert common.seconds("500ms") == 0.5
     with pytest.raises(ValueError, match="k6 duration"):
-        bench.seconds("20")
+        common.seconds("20")
 
 
 @pytest.mark.parametrize("cohort", ["history", "heavy", "light"])
@@ -339,7 +343,7 @@ def test_agents_read_the_runs_tokens_file_and_k6_gets_the_token_in_its_env(
     for server in ("agent-full", "agent-off", "agent-noauth"):
         assert b.server_env(server, db, "")["NEUROS_API_TOKENS_FILE"] == str(b.tokens_file)
     assert "NEUROS_API_TOKENS_FILE" not in b.server_env("floor", db, "")
-    assert b.server_cmd("agent-noauth")[-2:] == ["-m", "scripts.bench_noauth"]
+    assert b.server_cmd("agent-noauth")[-2:] == ["-m", "stacktools.bench.noauth"]
     assert b.server_cmd("agent-off")[-2:] == ["-m", "neuros"]
     assert b.token.startswith("nrs_")
     assert b.token not in b.tokens_file.read_text()
@@ -362,7 +366,7 @@ def test_noauth_agent_serves_without_a_token_and_is_otherwise_the_agent(
     as_json = {"Content-Type": "application/json"}
     agent = live_agent()
     assert httpx.post(f"{agent.url}{route}", content=body, headers=as_json).status_code == 401
-    noauth = live_agent(module="scripts.bench_noauth", db_path=agent.db_path.with_name("n.db"))
+    noauth = live_agent(module="stacktools.bench.noauth", db_path=agent.db_path.with_name("n.db"))
     created = httpx.post(f"{noauth.url}{route}", content=body, headers=as_json)
     assert created.status_code == 201, created.text
     assert IngestResult.model_validate_json(created.content).accepted == 2
@@ -383,12 +387,12 @@ def test_noauth_finds_the_guard_of_every_v1_route(app: InProcess) -> None:
     assert not bench_noauth.guarded_routes(bench_floor.app)
 
 
-# --- the token-timing benchmark (scripts/bench_auth.py): its output, not its timings ----
+# --- the token-timing benchmark (stacktools/bench/auth.py): its output, not its timings ----
 
 
 def _bench_auth(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.bench_auth", "--quick", "--sizes", "1,50", *args],
+        [sys.executable, "-m", "stacktools.bench.auth", "--quick", "--sizes", "1,50", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -449,7 +453,7 @@ def test_bench_auth_analysis_on_hand_made_samples() -> None:
     assert pairs["long/wrong"]["verdict"] == "differs (+30.0%)"
 
 
-# --- part (g): the storage backends (scripts/bench_backends.py) ---------------------------
+# --- part (g): the storage backends (stacktools/bench/backends.py) ---------------------------
 
 
 def test_g_splits_the_vus_over_its_agents() -> None:
@@ -545,7 +549,7 @@ def test_g_evaluate_and_report_on_hand_made_medians() -> None:
 
 def _g_lifetime(*requests: int) -> bench_backends.Lifetime:
     summaries = [
-        bench.K6Summary(n, n / 10, n, n / 10, 0, 1.0, 2.0, 3.0, 4.0, n, 0) for n in requests
+        common.K6Summary(n, n / 10, n, n / 10, 0, 1.0, 2.0, 3.0, 4.0, n, 0) for n in requests
     ]
     return bench_backends.Lifetime(summaries, agent_cpu=1.0, db_cpu=0.5, logs=[])
 
@@ -567,7 +571,7 @@ def test_g_metrics_fail_when_the_database_did_not_gain_what_was_acknowledged() -
     assert metrics["agent_cpu_us_per_request"] == pytest.approx(1000.0)
     assert metrics["db_cpu_us_per_request"] == pytest.approx(500.0)
     lost = bench_backends.Snapshot(readings=1099, bytes=2_010_000, syncs=550)
-    with pytest.raises(bench.BenchError, match="1000 readings acknowledged, the database gained"):
+    with pytest.raises(common.BenchError, match="1000 readings acknowledged, the database gained"):
         bench_backends.BackendsPart.metrics("x", warm, measured, before, lost, True)
 
 
@@ -576,12 +580,12 @@ def test_g_reads_the_launchers_group_commits(tmp_path: Path) -> None:
     log.write_text(f"INFO started\n{bench_backends.GROUPS_TAG} 12\nINFO stopped\n")
     assert bench_backends.groups_committed(log) == 12
     log.write_text("INFO started\n")
-    with pytest.raises(bench.BenchError, match="group commits"):
+    with pytest.raises(common.BenchError, match="group commits"):
         bench_backends.groups_committed(log)
 
 
 def test_g_process_tree_cpu_counts_the_process_itself() -> None:
-    own = bench.cpu_seconds(os.getpid())
+    own = common.cpu_seconds(os.getpid())
     assert bench_backends.tree_cpu_seconds(os.getpid()) >= own > 0
 
 

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from neuros.metrics import build_metrics
-from scripts import check_stack as cs
+from stacktools import check_stack as cs
 from tests.test_rule_metrics import storage_script_sample_names
 from tests.tooling import REPO_ROOT, tool
 
@@ -615,7 +615,7 @@ def test_collector_names_are_those_of_the_pinned_release_with_readers() -> None:
     } <= names
     env = (REPO_ROOT / ".env.example").read_text()
     assert f"OTELCOL_IMAGE=otel/opentelemetry-collector-contrib:{cs.COLLECTOR_VERSION}\n" in env, (
-        "the collector pin moved: re-read scripts/check_stack/collector.py's table"
+        "the collector pin moved: re-read stacktools/check_stack/collector.py's table"
     )
 
 

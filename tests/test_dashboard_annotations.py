@@ -1,4 +1,4 @@
-"""The restart markers of the generated dashboards (scripts/dashboards.py).
+"""The restart markers of the generated dashboards (stacktools/generate/dashboards.py).
 
 Both dashboards carry one Prometheus annotation query that marks every agent restart:
 on the provisioned Prometheus uid, reading the agent's own ``process_start_time_seconds``
@@ -19,8 +19,8 @@ import yaml
 from prometheus_client import generate_latest
 
 from neuros.metrics import build_metrics
-from scripts import check_stack as cs
-from scripts import dashboards, slo
+from stacktools import check_stack as cs
+from stacktools.generate import dashboards, slo
 from tests.tooling import tool
 
 BOARDS = sorted(dashboards.DASHBOARDS_DIR.glob("*.json"))
@@ -52,7 +52,7 @@ def test_both_dashboards_are_generated() -> None:
 @pytest.mark.parametrize("path", BOARDS, ids=[p.stem for p in BOARDS])
 def test_dashboard_marks_agent_restarts(path: Path) -> None:
     (annotation,) = _restart_annotations(path)
-    uid = dashboards.load_datasources().prometheus.uid
+    uid = dashboards.datasource_refs().prometheus.uid
     assert annotation["datasource"] == {"type": "prometheus", "uid": uid}
     assert annotation["enable"] is True
     assert annotation["hide"] is False

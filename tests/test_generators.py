@@ -1,7 +1,7 @@
 """The generators and the task runner: every committed generated file is up to date,
-and the Makefile runs them all, in the order of scripts/generators.py.
+and the Makefile runs them all, in the order of stacktools/generate/__init__.py.
 
-One parametrized test over scripts.generators.GENERATORS, the list the Makefile's
+One parametrized test over stacktools.generate.GENERATORS, the list the Makefile's
 ``generate`` and ``check`` targets read too, replaces one drift test per generator.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from scripts.generators import GENERATORS
+from stacktools.generate import GENERATORS
 from tests.tooling import REPO_ROOT, in_ci
 
 MAKEFILE = REPO_ROOT / "Makefile"
@@ -48,23 +48,25 @@ def _documented_targets() -> list[str]:
 @pytest.mark.parametrize("name", GENERATORS)
 def test_committed_files_match_the_generator(name: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", f"scripts.{name}", "--check"],
+        [sys.executable, "-m", f"stacktools.generate.{name}", "--check"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
         check=False,
     )
-    assert result.returncode == 0, f"stale: run `python -m scripts.{name}`\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"stale: run `python -m stacktools.generate.{name}`\n{result.stderr}"
+    )
 
 
 def test_every_generator_is_listed_once() -> None:
-    """Every scripts module with a ``--check`` that writes committed files is listed."""
+    """Every generator module with a ``--check`` that writes committed files is listed."""
     assert len(set(GENERATORS)) == len(GENERATORS)
     for name in GENERATORS:
-        assert callable(importlib.import_module(f"scripts.{name}").main)
+        assert callable(importlib.import_module(f"stacktools.generate.{name}").main)
     writers = {
         path.stem
-        for path in (REPO_ROOT / "scripts").glob("*.py")
+        for path in (REPO_ROOT / "stacktools" / "generate").glob("*.py")
         if re.search(r"add_argument\(\s*\"--check\"", path.read_text(encoding="utf-8"))
     }
     assert writers == set(GENERATORS)
@@ -93,9 +95,9 @@ def test_make_dry_runs_every_documented_target(target: str) -> None:
 def test_make_runs_every_generator_in_order(target: str, flag: str) -> None:
     result = _make("-n", target)
     assert result.returncode == 0, result.stderr
-    # The recipe loops over the list that scripts.generators prints, in that order.
+    # The recipe loops over the list that stacktools.generate prints, in that order.
     printed = subprocess.run(
-        [sys.executable, "-m", "scripts.generators"],
+        [sys.executable, "-m", "stacktools.generate"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -103,7 +105,7 @@ def test_make_runs_every_generator_in_order(target: str, flag: str) -> None:
     ).stdout.split()
     assert printed == list(GENERATORS)
     assert f"for g in {' '.join(GENERATORS)}; do" in result.stdout
-    assert f"-m scripts.$g{flag};" in result.stdout
+    assert f"-m stacktools.generate.$g{flag};" in result.stdout
 
 
 def test_make_load_and_chaos_take_their_variables() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
-from scripts import dashboards, perf_gate
+from stacktools import perf_gate
+from stacktools.generate import dashboards
 from tests.compose_model import DEMO_TOKEN_FILE
 from tests.conftest import LiveAgent, wait_until
 from tests.prometheus_server import PrometheusServer, prometheus_servers

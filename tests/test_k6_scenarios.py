@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from neuros.auth.admin_token import TOKEN_VARIABLE
-from scripts import k6_thresholds as kt
-from scripts.slo import load_spec
+from stacktools.generate import k6_thresholds as kt
+from stacktools.generate.slo import load_spec
 from tests.conftest import LiveAgent
 from tests.tooling import tool
 

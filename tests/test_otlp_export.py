@@ -1,6 +1,6 @@
 """The deployed agent (a real uvicorn process) exports its traces over OTLP/HTTP.
 
-The receiver is ``scripts/otlp_sink.py``: a real HTTP server in this process that
+The receiver is ``stacktools/otlp_sink.py``: a real HTTP server in this process that
 decodes the protobuf with ``opentelemetry-proto``, as the collector's OTLP receiver
 does. What reaches it is what the collector, and then Tempo, would store. The
 exporter's own behaviour (buffering, retries, shutdown, configuration) is tested
@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from neuros.auth.tokens import TOKEN_PREFIX, digest
 from neuros.otlp_export import ExportConfig, ExportConfigError, OtlpHttpExporter
 from neuros.spans import LeanSpan
-from scripts.otlp_sink import OtlpSink, ReceivedSpan
+from stacktools.otlp_sink import OtlpSink, ReceivedSpan
 from tests.conftest import RR_EXAMPLE, LiveAgent, free_port, reading
 from tests.test_otlp_encoding import RESOURCE, lean
 

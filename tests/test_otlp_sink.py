@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from scripts.otlp_sink import OtlpSink, ReceivedSpan
+from stacktools.otlp_sink import OtlpSink, ReceivedSpan
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def test_refuses_what_it_cannot_decode(
 
 def test_command_line_receives_and_reports() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.otlp_sink", "--port", "0"],
+        [sys.executable, "-m", "stacktools.otlp_sink", "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from scripts import k6_thresholds, perf_gate
+from stacktools import perf_gate
+from stacktools.generate import k6_thresholds
 from tests.tooling import REPO_ROOT, tool
 
 GATE = REPO_ROOT / "k6" / "perf-gate.sh"

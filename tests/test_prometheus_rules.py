@@ -24,7 +24,7 @@ import yaml
 from neuros.auth.authenticator import AuthError
 from neuros.auth.tokens import Scope
 from neuros.metrics import AuthFailure
-from scripts import runbook_links
+from stacktools.generate import runbook_links
 from tests.tooling import REPO_ROOT, tool
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"

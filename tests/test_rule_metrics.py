@@ -5,7 +5,7 @@ Guards against metric-name drift between ``neuros/metrics.py`` and
 ``prometheus/rules/*.yml`` (a rule over a series that does not exist never fires and
 never errors), against the running agent's exposition rather than the registry
 scripts/check-stack builds. The names a rule reads come from the checker's own PromQL
-parsing (``scripts.check_stack``: promql-parser's AST, so strings, comments and label
+parsing (``stacktools.check_stack``: promql-parser's AST, so strings, comments and label
 values are never taken for names); a name a recording rule produces is no export.
 Histogram series are compared as exposed: a rule reads ``X_bucket``/``X_count``/
 ``X_sum``, which are sample names in the scrape, so no suffix mapping is needed (and a
@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from neuros.metrics import PREFIX
-from scripts import check_stack as cs
+from stacktools import check_stack as cs
 from tests.conftest import LiveAgent, reading
 from tests.stub_docker import install_stub_docker, run_storage_script
 from tests.tooling import REPO_ROOT

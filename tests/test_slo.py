@@ -1,4 +1,4 @@
-"""The SLO spec and its rule generator (scripts/slo.py)."""
+"""The SLO spec and its rule generator (stacktools/generate/slo.py)."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from neuros.metrics import HTTP_LATENCY_BUCKETS_SECONDS
-from scripts import slo
+from stacktools.generate import slo
 
 SPEC: dict[str, Any] = yaml.safe_load(slo.SPEC_PATH.read_text())
 

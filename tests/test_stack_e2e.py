@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from neuros.kpi import Readiness
-from scripts import check_stack
+from stacktools import check_stack
 from tests.conftest import RR_EXAMPLE, LiveAgent, reading
 from tests.prometheus_server import (
     STACK_FLAGS,

@@ -9,7 +9,7 @@
 //             dropped_iterations
 //   PRE_VUS   with RATE: VUs allocated up front (default RATE / 2, at least 16)
 //   MAX_VUS   with RATE: most VUs ever running (default RATE, at least PRE_VUS)
-//   NEUROS_API_TOKEN  the API token every request carries (required); scripts/bench_agent.py
+//   NEUROS_API_TOKEN  the API token every request carries (required); stacktools/bench/agent.py
 //             puts it in k6's environment, not on its command line
 
 const DURATION = __ENV.DURATION || '20s';

@@ -1,6 +1,6 @@
 // Ingest throughput benchmark: POST /v1/users/{user_id}/readings, nothing else.
 //
-// Run by scripts/bench-agent.sh (scripts/bench_agent.py); by hand, with the token in
+// Run by scripts/bench-agent.sh (stacktools/bench/agent.py); by hand, with the token in
 // the environment (export NEUROS_API_TOKEN="$(cat secrets/neuros-admin-token)"):
 //   k6 run -e BASE_URL=http://127.0.0.1:8000 -e VUS=16 -e DURATION=20s k6/bench/ingest.js
 //   k6 run -e RATE=400 -e DURATION=20s k6/bench/ingest.js      # open model

@@ -1,6 +1,6 @@
 // Ingest plus KPI reads for users that already have a history.
 //
-// Run by scripts/bench-agent.sh (scripts/bench_agent.py) for (c), a database with
+// Run by scripts/bench-agent.sh (stacktools/bench/agent.py) for (c), a database with
 // years of history against one with only the last 15 days, and (d), users with 288
 // readings a day against users with one. The driver seeds the users first; this
 // script only adds to them. By hand, after seeding (and with NEUROS_API_TOKEN set):

@@ -1,6 +1,6 @@
 // What the traffic is made of: one source for traffic.js and the thresholds.
 
-// Values of the `kind` tag on every request and check (scripts/k6_thresholds.py reads
+// Values of the `kind` tag on every request and check (stacktools/generate/k6_thresholds.py reads
 // this block to validate threshold selectors).
 export const KINDS = Object.freeze({
   INGEST: 'ingest',

@@ -10,7 +10,7 @@ import { SEED, userIds } from './population.js';
 import { pick, pickFloat, pickInt, streamFor } from './prng.js';
 
 // Route templates as `name` tags: one time series per route, not one per user
-// (scripts/k6_thresholds.py reads this block to validate `name` selectors).
+// (stacktools/generate/k6_thresholds.py reads this block to validate `name` selectors).
 export const ROUTES = Object.freeze({
   readings: 'POST /v1/users/{user_id}/readings',
   kpis: 'GET /v1/users/{user_id}/kpis',

@@ -1,6 +1,6 @@
 """The framework floor of the ingest benchmark: the agent's route with nothing behind it.
 
-``scripts/bench_agent.py`` measures the agent against this app, ratio (a): the same
+``stacktools/bench/agent.py`` measures the agent against this app, ratio (a): the same
 route path ``POST /v1/users/{user_id}/readings``, the same ``UserId`` path parameter,
 the same body parsing (``neuros.api.readings.read_batch``), served by the same server
 with the same options (``neuros.__main__.uvicorn_options``). It answers a fixed 201
@@ -10,7 +10,7 @@ work, no middleware. What the agent does beyond this is its own cost.
 ``classic_app`` is the same route written the textbook FastAPI way, a sync ``def``
 with a ``batch: ReadingsBatch`` body parameter, reported beside it for transparency.
 
-    python -m scripts.bench_floor [--classic]    # NEUROS_HOST, NEUROS_PORT as the agent
+    python -m stacktools.bench.floor [--classic]    # NEUROS_HOST, NEUROS_PORT as the agent
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def ingest_classic(user_id: UserId, batch: ReadingsBatch) -> Response:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.bench_floor",
+        prog="python -m stacktools.bench.floor",
         description="Serve the ingest floor with the agent's uvicorn options "
         "(NEUROS_HOST, NEUROS_PORT, NEUROS_LOG_LEVEL).",
     )

@@ -14,7 +14,7 @@ As a library::
 As a program (prints ``otlp_sink: listening on http://127.0.0.1:PORT``, then runs
 until SIGTERM or Ctrl-C and prints what it received)::
 
-    python -m scripts.otlp_sink --port 4318
+    python -m stacktools.otlp_sink --port 4318
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ class OtlpSink:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.otlp_sink", description="Receive OTLP/HTTP traces."
+        prog="python -m stacktools.otlp_sink", description="Receive OTLP/HTTP traces."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=4318, help="port, 0 for any free one (4318)")

@@ -1,4 +1,4 @@
-"""``python -m scripts.check_stack`` (what scripts/check-stack runs): options, the
+"""``python -m stacktools.check_stack`` (what scripts/check-stack runs): options, the
 checks, and the report on stdout; exit 1 on any finding, 2 on a usage error."""
 
 from __future__ import annotations

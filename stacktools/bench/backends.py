@@ -1,6 +1,6 @@
 """Part (g) of the ingest-engine benchmark: the storage backends, side by side.
 
-``scripts/bench_agent.py`` runs this part with the others (``--only g``), in the same
+``stacktools/bench/agent.py`` runs this part with the others (``--only g``), in the same
 interleaved rounds. Real agents under uvicorn, each configuration on a fresh store;
 PostgreSQL is a server this part starts itself (``initdb`` in a temporary folder, a
 free port, ``fsync=on``, Debian's ``/usr/lib/postgresql/<major>/bin``). Closed loop,
@@ -25,7 +25,7 @@ run and a clean stop. PostgreSQL backends report their counters when they exit, 
 counters read after a stop hold everything the run did. Readings acknowledged (201s)
 must equal the readings the database gained, else the run fails.
 
-Run as ``python -m scripts.bench_backends`` this module is the agent the part starts:
+Run as ``python -m stacktools.bench.backends`` this module is the agent the part starts:
 ``neuros.__main__.main`` unchanged, plus one line on stderr when the SQLite writer
 closes, its count of group commits (the WAL fsyncs of its COMMITs).
 """
@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 import psycopg
 
-from scripts.bench_agent import (
+from stacktools.bench.common import (
     AUTH_PROBE_PATH,
     INGEST_MEASURE_OFFSET,
     BenchError,
@@ -71,7 +71,7 @@ from scripts.bench_agent import (
 )
 
 if TYPE_CHECKING:
-    from scripts.bench_agent import Bench
+    from stacktools.bench.agent import Bench
 
 Backend = Literal["sqlite", "postgresql"]
 
@@ -562,7 +562,7 @@ class BackendsPart:
         return env | dict(config.env)
 
     def agent_cmd(self) -> list[str]:
-        return [self.bench.python, "-m", "scripts.bench_backends"]
+        return [self.bench.python, "-m", "stacktools.bench.backends"]
 
     def start_agent(self, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         base = f"http://127.0.0.1:{env['NEUROS_PORT']}"

@@ -3,7 +3,7 @@
 Every alert's ``runbook_url`` is ``<base_url>#<alert name, lower-cased>``, the anchor of
 the alert's ``## AlertName`` section in docs/runbook.md. Prometheus rule files cannot
 read a setting, so the URL is written out literally in each rule file and promtool test:
-``python -m scripts.runbook_links`` rewrites them from prometheus/runbook.yml,
+``python -m stacktools.generate.runbook_links`` rewrites them from prometheus/runbook.yml,
 ``--base-url URL`` first sets the base there, and ``--check`` fails when a file
 disagrees. The default base is the runbook as shipped in the repository.
 """
@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from stacktools.paths import REPO_ROOT
+
 CONFIG = Path("prometheus/runbook.yml")
 RULES_DIR = Path("prometheus/rules")
 RULE_TESTS_DIR = Path("prometheus/tests")

@@ -16,6 +16,7 @@ from pathlib import Path
 import promql_parser
 import yaml
 
+from ..paths import TOOLS_DIR
 from .files import REPO_ROOT, one_line
 from .report import Report
 
@@ -150,7 +151,7 @@ def find_promtool(explicit: str | None) -> str | None:
     if explicit:
         path = Path(explicit)
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    tools = Path(os.environ.get("NEUROS_TOOLS_DIR") or REPO_ROOT / ".tools") / "bin" / "promtool"
+    tools = Path(os.environ.get("NEUROS_TOOLS_DIR") or REPO_ROOT / TOOLS_DIR) / "bin" / "promtool"
     if tools.is_file() and os.access(tools, os.X_OK):
         return str(tools)
     return shutil.which("promtool")

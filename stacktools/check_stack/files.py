@@ -9,20 +9,43 @@ from typing import Any
 
 import yaml
 
+from ..paths import (
+    COMPOSE_FILE,
+    DASHBOARDS_DIR,
+    DATASOURCES_DIR,
+    EXPECTED_EMPTY_FILE,
+    OTEL_CONFIG,
+    PROMETHEUS_CONFIG,
+    REPO_ROOT,
+    RULES_DIR,
+    RUNBOOK,
+    STORAGE_SCRIPT,
+    TEMPO_CONFIG,
+)
 from .report import Report
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-DATASOURCES_DIR = Path("grafana/provisioning/datasources")
-DASHBOARDS_DIR = Path("grafana/dashboards")
-EXPECTED_EMPTY_FILE = Path("grafana/expected-empty.yml")
-RULES_DIR = Path("prometheus/rules")
-PROMETHEUS_CONFIG = Path("prometheus/prometheus.yml")
-OTEL_CONFIG = Path("otel/config.yml")
-TEMPO_CONFIG = Path("tempo/tempo.yml")
-COMPOSE_FILE = Path("docker-compose.yml")
-RUNBOOK = Path("docs/runbook.md")
-STORAGE_SCRIPT = Path("scripts/storage-management.sh")
+# Re-exported: the checks import every path they read from here.
+__all__ = [
+    "COMPOSE_FILE",
+    "DASHBOARDS_DIR",
+    "DATASOURCES_DIR",
+    "EXPECTED_EMPTY_FILE",
+    "OTEL_CONFIG",
+    "PROMETHEUS_CONFIG",
+    "REPO_ROOT",
+    "RULES_DIR",
+    "RUNBOOK",
+    "STORAGE_SCRIPT",
+    "TEMPO_CONFIG",
+    "LoadError",
+    "as_dict",
+    "as_list",
+    "load_folder",
+    "load_json",
+    "load_yaml",
+    "one_line",
+    "walk_json",
+]
 
 
 class LoadError(Exception):

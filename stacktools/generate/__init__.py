@@ -1,9 +1,9 @@
 """The generators of committed files, in the order ``make generate`` runs them.
 
 The one list of them: the Makefile's ``generate`` and ``check`` targets read it
-(``python -m scripts.generators`` prints one module name a line) and
+(``python -m stacktools.generate`` prints one module name a line) and
 tests/test_generators.py runs every one's ``--check``. Each is ``python -m
-scripts.<name>`` and takes ``--check`` (change nothing, exit 1 when a file is stale).
+stacktools.generate.<name>`` and takes ``--check`` (change nothing, exit 1 when a file is stale).
 
 None of them reads a file another writes, with one exception that sets the order:
 ``runbook_links --base-url`` changes prometheus/runbook.yml, which ``slo`` reads for
@@ -19,12 +19,3 @@ GENERATORS: tuple[str, ...] = (
     "dashboards",  # prometheus/slo.yml, neuros/metrics.py → grafana/dashboards/*.json
     "prometheus_scale",  # prometheus/prometheus.yml → prometheus/prometheus-scale.yml
 )
-
-
-def main() -> int:
-    print("\n".join(GENERATORS))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

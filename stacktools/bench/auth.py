@@ -1,6 +1,6 @@
 """Timing of the token check: does a wrong token cost the same whatever it looks like?
 
-    python -m scripts.bench_auth [--quick] [--json] [--rounds N] [--iterations N]
+    python -m stacktools.bench.auth [--quick] [--json] [--rounds N] [--iterations N]
                                  [--sizes 1,10000]
 
 A benchmark, not a test: it prints numbers and verdicts and exits 0 whatever they are.
@@ -64,7 +64,7 @@ from neuros.auth.tokens import (
 from neuros.auth.tokens_file import TokensFile, dump
 from neuros.metrics import build_metrics
 
-PROG = "python -m scripts.bench_auth"
+PROG = "python -m stacktools.bench.auth"
 CASES = ("right", "right2", "wrong", "wrong2", "near", "short", "long")
 # (numerator, denominator, what the ratio says).
 PAIRS = (

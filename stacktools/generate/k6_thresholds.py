@@ -1,6 +1,6 @@
 """SLO spec (prometheus/slo.yml) to k6/lib/slo.json, and a check of threshold metrics.
 
-``python -m scripts.k6_thresholds`` writes ``k6/lib/slo.json``, which every scenario
+``python -m stacktools.generate.k6_thresholds`` writes ``k6/lib/slo.json``, which every scenario
 reads to build its thresholds; ``--check`` fails when it differs from the spec.
 
 ``--check-metrics`` loads every scenario with ``k6 inspect`` and fails when a threshold
@@ -25,10 +25,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from scripts.slo import SloSpec, SpecError, load_spec
+from stacktools import paths
+from stacktools.generate.slo import SloSpec, SpecError, load_spec
+from stacktools.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-K6_DIR = REPO_ROOT / "k6"
+K6_DIR = REPO_ROOT / paths.K6_DIR
 SCENARIOS_DIR = K6_DIR / "scenarios"
 LIB_DIR = K6_DIR / "lib"
 SLO_JSON = LIB_DIR / "slo.json"
@@ -98,7 +99,9 @@ def slo_json(spec: SloSpec) -> str:
     latency = spec.slo("latency")
     assert latency.threshold_seconds is not None
     doc: dict[str, Any] = {
-        "_generated": "by `python -m scripts.k6_thresholds` from prometheus/slo.yml; do not edit",
+        "_generated": (
+            "by `python -m stacktools.generate.k6_thresholds` from prometheus/slo.yml; do not edit"
+        ),
         "service": spec.service,
         "availability_objective": availability.objective,
         "max_error_rate": availability.budget,
@@ -299,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if current != text:
             print(
-                f"k6_thresholds: {args.out} is stale: run python -m scripts.k6_thresholds",
+                f"k6_thresholds: {args.out} is stale:"
+                " run python -m stacktools.generate.k6_thresholds",
                 file=sys.stderr,
             )
             return 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import promql_parser
 
-from scripts import runbook_links
+from stacktools.generate import runbook_links
 
 from .files import RUNBOOK
 from .producers import EXPORTER_PREFIXES, SYNTHETIC_METRICS, Producers

@@ -1,6 +1,6 @@
 """CPU per request of full tracing: the 3 spans of an ingest plus their OTLP export.
 
-    python -m scripts.bench_tracing [--rounds 5] [--seconds 3] [--rate 400] [--cpu 0]
+    python -m stacktools.bench.tracing [--rounds 5] [--seconds 3] [--rate 400] [--cpu 0]
 
 Each measurement is a fresh worker process pinned with ``taskset -c CPU`` that replays
 the span calls of one ingest request (the SERVER span of
@@ -13,7 +13,7 @@ CPU per request, "export" the CPU of every other thread (batching, encoding, HTT
 gRPC, the mp feeder) plus the final flush, per request. Variants run interleaved,
 ``--rounds`` times each in a rotating order; the table shows medians.
 
-Spans go to a real receiver: ``python -m scripts.otlp_sink`` (OTLP/HTTP) on the other
+Spans go to a real receiver: ``python -m stacktools.otlp_sink`` (OTLP/HTTP) on the other
 CPU, and, when grpcio and opentelemetry-exporter-otlp-proto-grpc are installed, a gRPC
 TraceService in this (otherwise idle) process. Every run checks that all its spans
 arrived.
@@ -404,11 +404,20 @@ def worker(args: argparse.Namespace) -> int:
 
 
 class HttpSink:
-    """``python -m scripts.otlp_sink --port 0`` on the other CPU."""
+    """``python -m stacktools.otlp_sink --port 0`` on the other CPU."""
 
     def __init__(self, cpu: int) -> None:
         self.process = subprocess.Popen(
-            ["taskset", "-c", str(cpu), sys.executable, "-m", "scripts.otlp_sink", "--port", "0"],
+            [
+                "taskset",
+                "-c",
+                str(cpu),
+                sys.executable,
+                "-m",
+                "stacktools.otlp_sink",
+                "--port",
+                "0",
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -482,7 +491,7 @@ def run_worker(args: argparse.Namespace, variant: str, endpoint: str, grpc_targe
         str(args.cpu),
         sys.executable,
         "-m",
-        "scripts.bench_tracing",
+        "stacktools.bench.tracing",
         "--worker",
         variant,
         "--endpoint",
@@ -507,7 +516,7 @@ def run_worker(args: argparse.Namespace, variant: str, endpoint: str, grpc_targe
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.bench_tracing",
+        prog="python -m stacktools.bench.tracing",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

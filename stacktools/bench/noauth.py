@@ -1,6 +1,6 @@
 """The agent with API authentication removed: for part (f) of the benchmark only.
 
-``scripts/bench_agent.py`` measures the agent as deployed (``python -m neuros``, every
+``stacktools/bench/agent.py`` measures the agent as deployed (``python -m neuros``, every
 /v1 request authenticated) against this one, side by side, to bound what auth costs.
 There is deliberately no setting that turns auth off: this module runs
 ``neuros.__main__.main`` itself (same settings, logging, signal handling and uvicorn
@@ -10,7 +10,7 @@ itself stays, so the difference measured is the check and nothing else. (Not
 ``app.dependency_overrides``: with any override set, FastAPI rebuilds every dependency
 of every request from its signature, which made "auth off" 30 % slower than "on".)
 
-    python -m scripts.bench_noauth     # environment as for python -m neuros
+    python -m stacktools.bench.noauth     # environment as for python -m neuros
 """
 
 from __future__ import annotations

