@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stacktools.compose import as_written
+
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 # Compose numbers the containers of a service 1..N (`deploy.replicas`, `--scale`); a
@@ -22,7 +24,6 @@ SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 # Compose's own rule for project names.
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_NAME_LINE = re.compile(r"^name:\s*['\"]?([a-z0-9][a-z0-9_-]*)['\"]?\s*(#.*)?$")
 
 
 class RefusedTarget(Exception):
@@ -37,10 +38,9 @@ def project_from_compose(paths: list[Path]) -> str | None:
     """The top-level ``name:`` of the last compose file that sets one (compose's rule)."""
     found = None
     for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            match = _NAME_LINE.match(line)
-            if match:
-                found = match.group(1)
+        name = as_written(path).get("name")
+        if isinstance(name, str) and name:
+            found = name
     return found
 
 

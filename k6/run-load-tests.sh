@@ -26,13 +26,13 @@ readonly EXIT_GATE=3
 readonly READY_ATTEMPTS=5
 readonly READY_INTERVAL_SECONDS=1
 # Trend stats sent by --prometheus; the SLO dashboard reads the p(99) gauge
-# (stacktools/generate/dashboards.py K6_DURATION_P99, checked by tests/test_k6_runner.py).
+# (stacktools/generate/dashboards.py K6_DURATION_P99, checked by tests/stack/test_k6_runner.py).
 readonly PROMETHEUS_TREND_STATS="p(95),p(99),avg,max"
 # k6 reads these as its own options and then silently replaces the script's
 # scenarios with a constant-VU run, even when passed with -e.
 readonly K6_SHORTCUT_OPTIONS=(K6_DURATION K6_VUS K6_ITERATIONS K6_STAGES)
 # The API token: this variable, else this file under the repository root (the names of
-# neuros/auth/admin_token.py, cross-checked by tests/test_k6_runner.py). k6 gets it in
+# neuros/auth/admin_token.py, cross-checked by tests/stack/test_k6_runner.py). k6 gets it in
 # its environment, never as -e NAME=value, which any user could read in `ps`.
 readonly TOKEN_VARIABLE="NEUROS_API_TOKEN"
 readonly ADMIN_TOKEN_FILE="secrets/neuros-admin-token"

@@ -4,7 +4,7 @@ The SDK's exporter builds a protobuf object tree per span and then serialises it
 its batching and HTTP, ~150 µs of CPU per ingest request (3 spans) here. Writing the
 bytes directly, with a service's repeated names and attribute pairs cached, costs ~2-4 µs
 per span (stacktools/bench/tracing.py). Field numbers are those of opentelemetry-proto's
-trace.proto, common.proto and resource.proto (checked in tests/test_otlp_encoding.py).
+trace.proto, common.proto and resource.proto (checked in tests/agent/test_otlp_encoding.py).
 """
 
 from __future__ import annotations

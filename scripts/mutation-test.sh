@@ -28,9 +28,9 @@ readonly -a MUTANTS=(
 )
 # The tests that may kill them: pure and fast (no database, no server).
 readonly -a TESTS=(
-  tests/test_kpi.py
-  tests/test_recommend.py
-  tests/test_store_aggregate.py
+  tests/agent/test_kpi.py
+  tests/agent/test_recommend.py
+  tests/agent/test_store_aggregate.py
 )
 
 usage() {

@@ -30,7 +30,7 @@ readonly SCRIPT_PATH REPO_ROOT
 
 # Paths relative to the repository root: neuros/auth/admin_token.py (ADMIN_TOKEN_FILE)
 # and neuros/config.py (DEFAULT_API_TOKENS_FILE) name the same ones, and
-# tests/test_compose.py checks that they agree.
+# tests/stack/test_compose.py checks that they agree.
 readonly ENV_FILE=".env"
 readonly ENV_EXAMPLE=".env.example"
 readonly PASSWORD_VARIABLE="GRAFANA_ADMIN_PASSWORD"
@@ -40,7 +40,7 @@ readonly TOKENS_DIR="secrets/neuros"
 readonly TOKENS_FILE="secrets/neuros/tokens.yml"
 readonly ADMIN_NAME="admin"
 # The demo profile's token (docker-compose.yml `demo`, k6/scenarios/demo.js): its users
-# are the demo's id space only; tests/test_demo.py checks that the three agree.
+# are the demo's id space only; tests/stack/test_compose.py checks that the three agree.
 readonly DEMO_TOKEN_FILE="secrets/neuros-demo-token"
 readonly DEMO_NAME="demo"
 readonly DEMO_USERS="demo-*"

@@ -20,6 +20,23 @@ from .paths import COMPOSE_FILE, REPO_ROOT
 Model = dict[str, Any]
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (``!reset``, ``!override``), read as their value:
+    an override file as written, not what it does to the file below."""
+
+
+def _tagged_value(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(_tag, _tagged_value)
+
+
 class ComposeError(Exception):
     """The compose file does not read, or Compose refused to render it."""
 
@@ -27,11 +44,13 @@ class ComposeError(Exception):
 def as_written(path: Path = REPO_ROOT / COMPOSE_FILE) -> Model:
     """The compose file's YAML as written."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_ComposeLoader)  # noqa: S506
+    except FileNotFoundError as error:
+        raise ComposeError("missing") from error
     except (OSError, yaml.YAMLError) as error:
-        raise ComposeError(f"{path}: {error}") from error
+        raise ComposeError(f"cannot read YAML: {' '.join(str(error).split())}") from error
     if not isinstance(document, dict):
-        raise ComposeError(f"{path}: not a mapping")
+        raise ComposeError("not a mapping")
     return document
 
 
@@ -39,7 +58,7 @@ def services_as_written(path: Path = REPO_ROOT / COMPOSE_FILE) -> dict[str, Any]
     """The ``services`` of the compose file as written."""
     services = as_written(path).get("services")
     if not isinstance(services, dict):
-        raise ComposeError(f"{path}: no services")
+        raise ComposeError("no services")
     return services
 
 
@@ -47,7 +66,7 @@ def service_as_written(name: str, path: Path = REPO_ROOT / COMPOSE_FILE) -> dict
     """One service of the compose file as written."""
     services = services_as_written(path)
     if name not in services:
-        raise ComposeError(f"{path}: no service {name!r}")
+        raise ComposeError(f"no service {name!r} in {path}")
     service: dict[str, Any] = services[name]
     return service
 

@@ -18,7 +18,7 @@ const RATE = parseInt(__ENV.RATE || '0', 10);
 const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(16, Math.ceil(RATE / 2))), 10);
 const MAX_VUS = Math.max(PRE_VUS, parseInt(__ENV.MAX_VUS || String(RATE), 10));
 
-// Name: neuros/auth/admin_token.py TOKEN_VARIABLE (cross-checked by tests/test_k6_runner.py).
+// Name: neuros/auth/admin_token.py TOKEN_VARIABLE (cross-checked by tests/stack/test_k6_runner.py).
 const TOKEN_VARIABLE = 'NEUROS_API_TOKEN';
 const API_TOKEN = (__ENV[TOKEN_VARIABLE] || '').trim();
 

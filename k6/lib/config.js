@@ -4,7 +4,7 @@ import { MIX } from './mix.js';
 export const BASE_URL = (__ENV.BASE_URL || 'http://localhost:8000').replace(/\/+$/, '');
 
 // The API token every /v1 request carries (variable name: neuros/auth/admin_token.py
-// TOKEN_VARIABLE, cross-checked by tests/test_k6_runner.py). k6/run-load-tests.sh exports
+// TOKEN_VARIABLE, cross-checked by tests/stack/test_k6_runner.py). k6/run-load-tests.sh exports
 // it into k6's environment, never onto its command line, where `ps` would show it.
 export const TOKEN_VARIABLE = 'NEUROS_API_TOKEN';
 export const API_TOKEN = (__ENV[TOKEN_VARIABLE] || '').trim();

@@ -5,7 +5,7 @@ data (``neuros.postgres_schema``, ``neuros.postgres_url``): the host's ``python3
 runs it from the repository root with no venv, and the agent image runs it too.
 """
 
-# neuros.store.SCHEMA_VERSION, which imports pydantic; tests/test_backup.py keeps the
+# neuros.store.SCHEMA_VERSION, which imports pydantic; tests/agent/test_backup.py keeps the
 # two equal, so the store stays the one source of truth.
 SQLITE_SCHEMA_VERSION = 3
 

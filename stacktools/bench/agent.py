@@ -149,7 +149,7 @@ MB = 1_000_000
 
 
 # --------------------------------------------------------------------------------------
-# Report maths: pure, unit-tested in tests/test_bench.py.
+# Report maths: pure, unit-tested in tests/tools/test_bench.py.
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,7 @@ def estimate_seconds(warmup: str, duration: str, rounds: int) -> float:
 
 
 # --------------------------------------------------------------------------------------
-# Report maths: pure, unit-tested in tests/test_bench.py.
+# Report maths: pure, unit-tested in tests/tools/test_bench.py.
 
 
 def capacity_row(

@@ -18,7 +18,7 @@ from .files import OTEL_CONFIG, as_dict, as_list
 from .report import Report
 
 # The release the table below was read from: OTELCOL_IMAGE in .env.example
-# (tests/test_check_stack.py fails when the pin moves).
+# (tests/tools/test_check_stack.py fails when the pin moves).
 COLLECTOR_VERSION = "0.144.0"
 
 # (metric name without "otelcol_", unit, instrument) from the ``telemetry:`` sections of

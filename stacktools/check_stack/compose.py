@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..compose import ComposeError, as_written
 from .files import (
     COMPOSE_FILE,
     OTEL_CONFIG,
     PROMETHEUS_CONFIG,
     TEMPO_CONFIG,
-    LoadError,
     as_dict,
     as_list,
-    load_yaml,
     walk_json,
 )
 from .grafana import Datasource
@@ -97,8 +96,8 @@ def _bind_mounts(repo: Path, volumes: list[Any]) -> Iterator[Path]:
 def load_compose(repo: Path, report: Report) -> dict[str, Service]:
     """Every name a service answers to on the compose network -> the service."""
     try:
-        document = as_dict(load_yaml(repo / COMPOSE_FILE))
-    except LoadError as error:
+        document = as_written(repo / COMPOSE_FILE)
+    except ComposeError as error:
         report.add(COMPOSE_FILE, str(error))
         return {}
     hosts: dict[str, Service] = {}

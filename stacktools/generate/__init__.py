@@ -2,7 +2,7 @@
 
 The one list of them: the Makefile's ``generate`` and ``check`` targets read it
 (``python -m stacktools.generate`` prints one module name a line) and
-tests/test_generators.py runs every one's ``--check``. Each is ``python -m
+tests/tools/test_generators.py runs every one's ``--check``. Each is ``python -m
 stacktools.generate.<name>`` and takes ``--check`` (change nothing, exit 1 when a file is stale).
 
 None of them reads a file another writes, with one exception that sets the order:

@@ -1,0 +1,1 @@
+"""Tests of the agent: the neuros package, its API, store, telemetry and image."""

@@ -1,0 +1,191 @@
+"""The repository's layout rules (docs/development.md, "Layout"), each checked on the
+repository and on a broken sample, so that every rule is shown to catch what it names.
+
+- tests/ by subject: test modules live in tests/<subject>/, helpers in tests/support/;
+  tests/conftest.py holds fixtures only; no test module imports another (or conftest).
+- One source of repository paths: ``REPO_ROOT`` is assigned only in stacktools/paths.py.
+- One way to read the compose file: only stacktools/compose.py loads it.
+- scripts/ holds entry points only: no Python module there.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stacktools.paths import COMPOSE_FILE, REPO_ROOT, SCALE_COMPOSE_FILE
+
+TESTS = REPO_ROOT / "tests"
+SUBJECTS = ("agent", "stack", "tools")
+SUPPORT = "support"
+PATHS_MODULE = Path("stacktools/paths.py")
+COMPOSE_MODULE = Path("stacktools/compose.py")
+# A line that parses a compose file itself: its name (or constant) and a YAML load on one
+# line (reading its text, to match strings in it, is not parsing it).
+COMPOSE_NAMES = re.compile(
+    rf"({re.escape(str(COMPOSE_FILE))}|{re.escape(str(SCALE_COMPOSE_FILE))}|COMPOSE_FILE|SCALE_FILE)"
+)
+READS = re.compile(r"safe_load\(|yaml\.load\(")
+
+
+def tracked_python() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [Path(name) for name in listed if (REPO_ROOT / name).is_file()]
+
+
+def misplaced_tests(tests: Path) -> list[str]:
+    """Python files of ``tests`` outside the layout."""
+    problems = []
+    for path in sorted(tests.rglob("*.py")):
+        rel = path.relative_to(tests)
+        if len(rel.parts) == 1:
+            if rel.name not in ("__init__.py", "conftest.py"):
+                problems.append(f"{rel}: a module at the top of tests/ (use a subject folder)")
+        elif rel.parts[0] == SUPPORT:
+            if rel.name.startswith("test_"):
+                problems.append(f"{rel}: a test module among the helpers")
+        elif rel.parts[0] not in SUBJECTS:
+            problems.append(f"{rel}: not in a subject folder {SUBJECTS}")
+        elif not rel.name.startswith("test_") and rel.name != "__init__.py":
+            problems.append(f"{rel}: a helper beside the tests (move it to tests/support/)")
+    return problems
+
+
+def non_fixtures(conftest: Path) -> list[str]:
+    """Top-level definitions of ``conftest`` that are not pytest fixtures."""
+    problems = []
+    for node in ast.parse(conftest.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            decorators = [ast.unparse(d) for d in node.decorator_list]
+            if not any(d.startswith("pytest.fixture") for d in decorators):
+                problems.append(f"{node.name}: not a fixture")
+        elif isinstance(node, ast.ClassDef | ast.Assign | ast.AnnAssign):
+            problems.append(f"line {node.lineno}: {ast.unparse(node).splitlines()[0]}")
+    return problems
+
+
+def imported_modules(source: str) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def imported_tests(source: str) -> list[str]:
+    """The test modules (or conftest) that ``source`` imports."""
+    return sorted(
+        module
+        for module in imported_modules(source)
+        if module.split(".")[0] == "tests"
+        and (module.split(".")[-1].startswith("test_") or module.endswith(".conftest"))
+    )
+
+
+def repo_root_assignments(files: dict[Path, str]) -> list[str]:
+    found = []
+    for path, source in files.items():
+        for node in ast.walk(ast.parse(source)):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
+            if any(isinstance(t, ast.Name) and t.id == "REPO_ROOT" for t in targets):
+                found.append(f"{path}:{getattr(node, 'lineno', 0)}")
+    return found
+
+
+def compose_reads(files: dict[Path, str]) -> list[str]:
+    return [
+        f"{path}:{number}: {line.strip()}"
+        for path, source in files.items()
+        if path != COMPOSE_MODULE
+        for number, line in enumerate(source.splitlines(), 1)
+        if COMPOSE_NAMES.search(line) and READS.search(line)
+    ]
+
+
+def sources() -> dict[Path, str]:
+    return {path: (REPO_ROOT / path).read_text(encoding="utf-8") for path in tracked_python()}
+
+
+def test_tests_are_by_subject_with_helpers_in_support() -> None:
+    assert misplaced_tests(TESTS) == []
+    for subject in SUBJECTS:
+        assert list((TESTS / subject).glob("test_*.py")), f"tests/{subject}/ has no tests"
+
+
+def test_the_layout_check_catches_a_misplaced_module(tmp_path: Path) -> None:
+    for rel in (
+        "test_flat.py",
+        "helpers.py",
+        "support/test_x.py",
+        "agent/util.py",
+        "misc/test_y.py",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    (tmp_path / "agent" / "test_ok.py").write_text("")
+    assert len(misplaced_tests(tmp_path)) == 5
+
+
+def test_conftest_holds_fixtures_only(tmp_path: Path) -> None:
+    assert non_fixtures(TESTS / "conftest.py") == []
+    sample = tmp_path / "conftest.py"
+    sample.write_text(
+        "import pytest\n\nX = 1\n\n@pytest.fixture\ndef ok() -> None: ...\n\n"
+        "def helper() -> None: ...\n\nclass Thing: ...\n"
+    )
+    assert len(non_fixtures(sample)) == 3
+
+
+def test_no_test_module_imports_another() -> None:
+    offenders = {
+        str(path): imports
+        for path, source in sources().items()
+        if path.parts[0] == "tests" and (imports := imported_tests(source))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tests.agent.test_contract import SCOPES",
+        "from tests.conftest import reading",
+        "import tests.stack.test_compose",
+        "from tests.tools import test_slo",
+    ],
+)
+def test_the_import_check_catches(source: str) -> None:
+    assert imported_tests(source)
+
+
+def test_repo_root_is_defined_once() -> None:
+    assert {where.split(":")[0] for where in repo_root_assignments(sources())} == {
+        str(PATHS_MODULE)
+    }
+    assert len(repo_root_assignments({PATHS_MODULE: (REPO_ROOT / PATHS_MODULE).read_text()})) == 1
+    assert repo_root_assignments({Path("x.py"): "from pathlib import Path\nREPO_ROOT = Path()"})
+
+
+def test_only_stacktools_compose_reads_the_compose_file() -> None:
+    assert compose_reads(sources()) == []
+    sample = {Path("x.py"): 'doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())'}
+    assert compose_reads(sample)
+
+
+def test_scripts_holds_no_python_module() -> None:
+    assert [p.name for p in (REPO_ROOT / "scripts").rglob("*.py")] == []
