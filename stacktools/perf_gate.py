@@ -180,7 +180,9 @@ def env_mismatches(run: Mapping[str, str], baseline: Mapping[str, str]) -> list[
 def check_comparable(env: Mapping[str, str], baseline: Mapping[str, Any], path: Path) -> None:
     measured = baseline.get("measured")
     if not isinstance(measured, dict) or "env" not in measured:
-        raise GateInputError(f"{path}: no measured.env; refresh the baseline (README.md)")
+        raise GateInputError(
+            f"{path}: no measured.env; refresh the baseline (k6/baselines/README.md)"
+        )
     differences = env_mismatches(env, _env_object(measured["env"], f"{path}: measured.env"))
     if differences:
         raise GateInputError(

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stacktools.paths import REPO_ROOT
+from stacktools.check_stack.files import load_yaml
+from stacktools.paths import PROMETHEUS_CONFIG, REPO_ROOT
 from tests.support.tooling import in_ci
 
 README = REPO_ROOT / "README.md"
@@ -110,3 +111,18 @@ def test_the_readme_map_names_every_tracked_top_level_entry() -> None:
     named = {name.rstrip("/") for name in re.findall(r"`([^`\s]+)`", section)}
     missing = sorted(tracked_top_level() - named - {README.name})
     assert not missing, f"the README's repository map does not name {missing}"
+
+
+def documented_jobs(operations: str, runbook: str) -> tuple[set[str], set[str]]:
+    """The scrape jobs docs/operations.md lists, and those of the runbook's job table."""
+    listed = operations.split("scrape jobs ", 1)[1].split(";", 1)[0]
+    table = re.findall(r"^\| `([a-z-]+)` \|", runbook, re.MULTILINE)
+    return set(re.findall(r"`([^`]+)`", listed)), set(table)
+
+
+def test_the_docs_list_every_scrape_job() -> None:
+    config = load_yaml(REPO_ROOT / PROMETHEUS_CONFIG)
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    operations = (DOCS / "operations.md").read_text(encoding="utf-8")
+    runbook = (DOCS / "runbook.md").read_text(encoding="utf-8")
+    assert documented_jobs(operations, runbook) == (jobs, jobs)
