@@ -35,6 +35,19 @@ and those returning no series are findings unless ``grafana/expected-empty.yml``
 
 from __future__ import annotations
 
+from ..paths import (
+    COMPOSE_FILE,
+    DASHBOARDS_DIR,
+    DATASOURCES_DIR,
+    EXPECTED_EMPTY_FILE,
+    OTEL_CONFIG,
+    PROMETHEUS_CONFIG,
+    REPO_ROOT,
+    RULES_DIR,
+    RUNBOOK,
+    STORAGE_SCRIPT,
+    TEMPO_CONFIG,
+)
 from .collector import (
     COLLECTOR_VERSION,
     check_collector_readers,
@@ -61,23 +74,7 @@ from .compose import (
     tempo_remote_writes,
 )
 from .driver import Options, check
-from .files import (
-    COMPOSE_FILE,
-    DASHBOARDS_DIR,
-    DATASOURCES_DIR,
-    EXPECTED_EMPTY_FILE,
-    OTEL_CONFIG,
-    PROMETHEUS_CONFIG,
-    REPO_ROOT,
-    RULES_DIR,
-    RUNBOOK,
-    STORAGE_SCRIPT,
-    TEMPO_CONFIG,
-    LoadError,
-    load_json,
-    load_yaml,
-    walk_json,
-)
+from .files import LoadError, load_json, load_yaml, walk_json
 from .grafana import (
     Dashboard,
     Datasource,

@@ -10,8 +10,8 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..paths import COMPOSE_FILE, EXPECTED_EMPTY_FILE, REPO_ROOT
 from .driver import Options, check
-from .files import COMPOSE_FILE, EXPECTED_EMPTY_FILE, REPO_ROOT
 from .promql import Windows, duration_seconds
 from .report import json_report, summary
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .files import OTEL_CONFIG, as_dict, as_list
+from ..paths import OTEL_CONFIG
+from .files import as_dict, as_list
 from .report import Report
 
 # The release the table below was read from: OTELCOL_IMAGE in .env.example

@@ -11,15 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..compose import ComposeError, as_written
-from .files import (
-    COMPOSE_FILE,
-    OTEL_CONFIG,
-    PROMETHEUS_CONFIG,
-    TEMPO_CONFIG,
-    as_dict,
-    as_list,
-    walk_json,
-)
+from ..paths import COMPOSE_FILE, OTEL_CONFIG, PROMETHEUS_CONFIG, TEMPO_CONFIG
+from .files import as_dict, as_list, walk_json
 from .grafana import Datasource
 from .report import Report
 

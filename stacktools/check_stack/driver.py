@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import OTEL_CONFIG, PROMETHEUS_CONFIG, REPO_ROOT, TEMPO_CONFIG
 from .collector import check_collector_readers
 from .compose import (
     agent_jobs,
@@ -17,7 +18,7 @@ from .compose import (
     tempo_listeners,
     tempo_remote_writes,
 )
-from .files import OTEL_CONFIG, PROMETHEUS_CONFIG, REPO_ROOT, TEMPO_CONFIG, load_required
+from .files import load_required
 from .grafana import (
     check_datasource_refs,
     check_expectations_match,

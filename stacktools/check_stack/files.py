@@ -1,4 +1,5 @@
-"""Where the checked files are, and reading them without trusting their shape."""
+"""Reading the checked files without trusting their shape (where they are:
+stacktools.paths)."""
 
 from __future__ import annotations
 
@@ -9,43 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..paths import (
-    COMPOSE_FILE,
-    DASHBOARDS_DIR,
-    DATASOURCES_DIR,
-    EXPECTED_EMPTY_FILE,
-    OTEL_CONFIG,
-    PROMETHEUS_CONFIG,
-    REPO_ROOT,
-    RULES_DIR,
-    RUNBOOK,
-    STORAGE_SCRIPT,
-    TEMPO_CONFIG,
-)
 from .report import Report
-
-# Re-exported: the checks import every path they read from here.
-__all__ = [
-    "COMPOSE_FILE",
-    "DASHBOARDS_DIR",
-    "DATASOURCES_DIR",
-    "EXPECTED_EMPTY_FILE",
-    "OTEL_CONFIG",
-    "PROMETHEUS_CONFIG",
-    "REPO_ROOT",
-    "RULES_DIR",
-    "RUNBOOK",
-    "STORAGE_SCRIPT",
-    "TEMPO_CONFIG",
-    "LoadError",
-    "as_dict",
-    "as_list",
-    "load_folder",
-    "load_json",
-    "load_yaml",
-    "one_line",
-    "walk_json",
-]
 
 
 class LoadError(Exception):

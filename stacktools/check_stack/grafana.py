@@ -9,17 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import (
-    DASHBOARDS_DIR,
-    DATASOURCES_DIR,
-    EXPECTED_EMPTY_FILE,
-    LoadError,
-    as_dict,
-    as_list,
-    load_folder,
-    load_yaml,
-    walk_json,
-)
+from ..paths import DASHBOARDS_DIR, DATASOURCES_DIR, EXPECTED_EMPTY_FILE
+from .files import LoadError, as_dict, as_list, load_folder, load_yaml, walk_json
 from .promql import Query, Windows, substitute_variables, variable_name
 from .report import Report
 

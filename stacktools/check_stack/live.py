@@ -8,7 +8,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 
-from .files import EXPECTED_EMPTY_FILE, as_dict, as_list, one_line
+from ..paths import EXPECTED_EMPTY_FILE
+from .files import as_dict, as_list, one_line
 from .grafana import Expectation
 from .promql import Query
 from .report import LiveResult, Report

@@ -19,8 +19,8 @@ import promql_parser
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..paths import STORAGE_SCRIPT
 from .collector import collector_metric_names
-from .files import STORAGE_SCRIPT
 from .promql import Query, metric_reads
 from .report import Report
 from .rules import Rule

@@ -16,8 +16,8 @@ from pathlib import Path
 import promql_parser
 import yaml
 
-from ..paths import TOOLS_DIR
-from .files import REPO_ROOT, one_line
+from ..paths import REPO_ROOT, TOOLS_DIR
+from .files import one_line
 from .report import Report
 
 PROMTOOL_MISSING = "promtool not found: PromQL not parsed by promtool"

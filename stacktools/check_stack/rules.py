@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import RULES_DIR, as_dict, as_list, load_folder
+from ..paths import RULES_DIR
+from .files import as_dict, as_list, load_folder
 from .promql import Query
 from .report import Report
 

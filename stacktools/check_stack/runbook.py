@@ -13,7 +13,7 @@ import promql_parser
 
 from stacktools.generate import runbook_links
 
-from .files import RUNBOOK
+from ..paths import RUNBOOK
 from .producers import EXPORTER_PREFIXES, SYNTHETIC_METRICS, Producers
 from .promql import metric_reads
 from .report import Report
