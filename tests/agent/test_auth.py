@@ -42,6 +42,7 @@ from neuros.auth.tokens import (
 )
 from neuros.auth.tokens_file import FILE_MODE, TokensFile
 from neuros.metrics import AuthFailure, RejectReason, ReloadResult, build_metrics
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.agent import SCOPES as DOCUMENTED_SCOPES
 from tests.support.agent import InProcess, add_token, api_routes, reading, unstarted_app
@@ -117,7 +118,7 @@ def test_every_v1_route_is_guarded_by_the_scope_the_document_and_api_doc_state()
 
 
 def test_the_documented_scope_table_is_the_apps() -> None:
-    api_doc = (REPO_ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    api_doc = (REPO_ROOT / paths.DOCS_DIR / "api.md").read_text(encoding="utf-8")
     section = api_doc.split("\n## Authentication\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z:]+)` \| `(GET|POST) (/v1/\S+)` \|$", section, re.MULTILINE)
     assert sorted(rows) == sorted((r.scope.value, r.method, r.path) for r in ROUTES)

@@ -19,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 
-DOCKERFILE = REPO_ROOT / "neuros" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / paths.NEUROS_DOCKERFILE
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
 # name[:tag][@sha256:digest]; the tag must name a patch release, e.g. 3.11.14-slim-bookworm.

@@ -23,13 +23,14 @@ import httpx
 import pytest
 import yaml
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.processes import free_port, wait_until
 from tests.support.tooling import in_ci, tool
 
-CONFIG = REPO_ROOT / "prometheus" / "alertmanager.yml"
-META_RULES = REPO_ROOT / "prometheus" / "rules" / "meta-alerts.yml"
-PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+CONFIG = REPO_ROOT / paths.ALERTMANAGER_CONFIG
+META_RULES = REPO_ROOT / paths.RULES_DIR / "meta-alerts.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / paths.PROMETHEUS_CONFIG
 WATCHDOG, WATCHDOG_RECEIVER = "Watchdog", "watchdog"
 NOTIFYING_RECEIVERS = ("page", "ticket", WATCHDOG_RECEIVER)
 

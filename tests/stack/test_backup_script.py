@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from neuros.store import Store
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.stub_docker import install_stub_docker, run_storage_script
 
-BACKUP_SCRIPT = REPO_ROOT / "scripts" / "backup.sh"
-STORAGE_SCRIPT = REPO_ROOT / "scripts" / "storage-management.sh"
+BACKUP_SCRIPT = REPO_ROOT / paths.BACKUP_SCRIPT
+STORAGE_SCRIPT = REPO_ROOT / paths.STORAGE_SCRIPT
 
 
 def run(script: Path, *args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:

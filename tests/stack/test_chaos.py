@@ -59,6 +59,7 @@ from chaos.runner import EXPERIMENTS_DIR_ENV
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
 from neuros.config import METRICS_PORT
 from neuros.schemas import Reading
+from stacktools import paths
 from stacktools.compose import service_as_written, services_as_written
 from stacktools.paths import REPO_ROOT
 from tests.support.dockerstack import (
@@ -70,8 +71,8 @@ from tests.support.dockerstack import (
 )
 from tests.support.processes import wait_until
 
-RUNNER = REPO_ROOT / "chaos" / "run-chaos-test.sh"
-PROMETHEUS_DIR = REPO_ROOT / "prometheus"
+RUNNER = REPO_ROOT / paths.CHAOS_RUNNER
+PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
 OVERRIDE = REPO_ROOT / "tests" / "stack" / "chaos" / "compose.override.yml"
 AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
 AGENT_DOWN, AGENT_RESTARTED = "NeurosAgentDown", "NeurosAgentRestarted"
@@ -326,7 +327,7 @@ def test_tempo_search_url_is_tempos_http_port() -> None:
     host, port = _host_port(url)
     assert host in services_as_written()
     assert port == int(str(service_as_written(host)["expose"][0]))
-    tempo = yaml.safe_load((REPO_ROOT / "tempo" / "tempo.yml").read_text(encoding="utf-8"))
+    tempo = yaml.safe_load((REPO_ROOT / paths.TEMPO_CONFIG).read_text(encoding="utf-8"))
     assert port == int(tempo["server"]["http_listen_port"])
 
 
@@ -1165,7 +1166,7 @@ def test_kill_replica_refuses_a_single_agent(stack: ComposeStack, tmp_path: Path
 
 
 def _image_tag() -> str:
-    for line in (REPO_ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+    for line in (REPO_ROOT / paths.ENV_EXAMPLE).read_text(encoding="utf-8").splitlines():
         if line.startswith("NEUROS_IMAGE_TAG="):
             return line.split("=", 1)[1].strip()
     raise AssertionError("NEUROS_IMAGE_TAG missing from .env.example")
@@ -1453,7 +1454,7 @@ def test_kill_agent_with_production_settings(production: Production, tmp_path: P
         "result"
     ]
     annotation = json.loads(
-        (REPO_ROOT / "grafana" / "dashboards" / "neuros-kpi-overview.json").read_text()
+        (REPO_ROOT / paths.DASHBOARDS_DIR / "neuros-kpi-overview.json").read_text()
     )["annotations"]["list"]
     (restarts,) = [a for a in annotation if a["name"] == "Agent restarts"]
     now = time.time()

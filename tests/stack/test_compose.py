@@ -24,6 +24,7 @@ from neuros.auth.admin_token import ADMIN_TOKEN_FILE
 from neuros.auth.tokens import TOKEN_PREFIX, Scope, new_token
 from neuros.auth.tokens_file import TokensFile, dump
 from neuros.config import DEFAULT_API_TOKENS_FILE
+from stacktools import paths
 from stacktools.compose import as_written, service_as_written
 from stacktools.paths import REPO_ROOT
 from tests.support import compose_model as cm
@@ -534,7 +535,7 @@ def _readme_stack_command() -> str:
     return block
 
 
-SETUP_SCRIPT = REPO_ROOT / "scripts" / "setup.sh"
+SETUP_SCRIPT = REPO_ROOT / paths.SETUP_SCRIPT
 TOKEN_SHAPE = re.compile(rf"^{re.escape(TOKEN_PREFIX)}[A-Za-z0-9_-]+$")
 
 
@@ -1004,17 +1005,17 @@ def test_demo_runs_the_k6_script_with_the_demo_token() -> None:
     k6_mount = next(target for target, source in volumes.items() if source == "./k6")
     script = demo["command"][-1]
     assert script.startswith(f"{k6_mount}/")
-    assert (REPO_ROOT / "k6" / Path(script).relative_to(k6_mount)).is_file(), script
+    assert (REPO_ROOT / paths.K6_DIR / Path(script).relative_to(k6_mount)).is_file(), script
     environment = demo["environment"]
     token_target = environment["NEUROS_API_TOKEN_FILE"]
     assert volumes[token_target] == f"${{NEUROS_DEMO_TOKEN_FILE:-./{DEMO_TOKEN_FILE}}}"
     api_port = service_as_written(cm.AGENT)["expose"][0]
     assert environment["BASE_URL"] == f"http://{cm.AGENT}:{api_port}"
     # The same file and id space as scripts/setup.sh and the k6 script.
-    setup = (REPO_ROOT / "scripts" / "setup.sh").read_text()
+    setup = (REPO_ROOT / paths.SETUP_SCRIPT).read_text()
     assert f'DEMO_TOKEN_FILE="{DEMO_TOKEN_FILE}"' in setup
     assert f'DEMO_USERS="{DEMO_USER_PREFIX}*"' in setup
-    k6_sources = "".join(p.read_text() for p in (REPO_ROOT / "k6").rglob("*.js"))
+    k6_sources = "".join(p.read_text() for p in (REPO_ROOT / paths.K6_DIR).rglob("*.js"))
     assert f"'{DEMO_USER_PREFIX}" in k6_sources
 
 

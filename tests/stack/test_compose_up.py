@@ -37,6 +37,7 @@ from neuros.auth.tokens import Scope
 from neuros.auth.tokens_file import TokensFile
 from neuros.config import METRICS_PORT
 from neuros.metrics import build_metrics
+from stacktools import paths
 from stacktools.compose import service_as_written
 from stacktools.paths import REPO_ROOT
 from tests.support import dockerstack
@@ -58,7 +59,7 @@ docker_stack_module = dockerstack.docker_stack_module
 
 AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
 SERVICES = (AGENT, PROMETHEUS, ALERTMANAGER)
-PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / paths.PROMETHEUS_CONFIG
 READINGS_POSTED = 3
 HEALTHY_DEADLINE = 120.0
 # The agent polls its tokens file every NEUROS_API_TOKENS_RELOAD_SECONDS (default 2 s).
@@ -433,7 +434,7 @@ def _backup_tool(stack: ComposeStack, *args: str) -> subprocess.CompletedProcess
     """scripts/backup.sh against this stack's project, as an operator runs it (with
     .env.example's settings in the environment, where compose finds them as in .env)."""
     return subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "backup.sh"), *args, "--project", stack.project],
+        ["bash", str(REPO_ROOT / paths.BACKUP_SCRIPT), *args, "--project", stack.project],
         cwd=REPO_ROOT,
         env={**stack.environment(), **env_example()},
         capture_output=True,

@@ -35,6 +35,7 @@ import yaml
 
 from neuros.auth.tokens import Scope
 from neuros.auth.tokens_file import TokensFile
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support import dockerstack
 from tests.support.compose_model import AGENT, DEMO_SERVICE, DEMO_USER_PREFIX
@@ -42,9 +43,9 @@ from tests.support.dockerstack import ComposeStack, require_docker
 from tests.support.processes import free_port, wait_until
 
 PROMETHEUS = "prometheus"
-PROMETHEUS_DIR = REPO_ROOT / "prometheus"
+PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
 OVERRIDE = REPO_ROOT / "tests" / "stack" / "demo" / "compose.override.yml"
-CHECK_STACK = REPO_ROOT / "scripts" / "check-stack"
+CHECK_STACK = REPO_ROOT / paths.CHECK_STACK
 KPI_RULE_FILES = ("kpi-recording.yml", "kpi-alerts.yml")
 SLO_ALERT_FILE = "slo-alerts.yml"
 # The demo's defaults, set explicitly so the expectations below follow from them.

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.config_schemas import ANY_KEY, Schema, unknown_key_paths
 
-PROVISIONING = REPO_ROOT / "grafana" / "provisioning"
+PROVISIONING = REPO_ROOT / paths.GRAFANA_PROVISIONING_DIR
 DATASOURCES = PROVISIONING / "datasources" / "datasources.yml"
 DASHBOARDS = PROVISIONING / "dashboards" / "dashboards.yml"
 

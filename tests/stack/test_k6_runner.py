@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
-from stacktools import perf_gate
+from stacktools import paths, perf_gate
 from stacktools.generate import dashboards
 from stacktools.paths import REPO_ROOT
 from tests.support.compose_model import DEMO_TOKEN_FILE
@@ -23,8 +23,8 @@ from tests.support.processes import LiveAgent, wait_until
 from tests.support.prometheus_server import PrometheusServer, prometheus_servers
 from tests.support.tooling import tool
 
-RUNNER = REPO_ROOT / "k6" / "run-load-tests.sh"
-K6 = REPO_ROOT / ".venv" / "bin" / "k6"
+RUNNER = REPO_ROOT / paths.K6_RUNNER
+K6 = REPO_ROOT / paths.VENV_DIR / "bin" / "k6"
 EXIT_GATE = 3
 # A smoke stand-in: open model, SLO-style thresholds; STANDIN_P95_MS lowers the bar.
 # Its one request needs the token the runner exports: 404 (an unknown user) only when
@@ -191,7 +191,7 @@ def test_token_names_are_neuros_auths() -> None:
     assert _shell_constant(RUNNER, "ADMIN_TOKEN_FILE") == ADMIN_TOKEN_FILE
     assert _shell_constant(RUNNER, "DEMO_TOKEN_FILE") == DEMO_TOKEN_FILE
     for script in ("lib/config.js", "bench/common.js"):
-        assert _js_constant(REPO_ROOT / "k6" / script, "TOKEN_VARIABLE") == TOKEN_VARIABLE
+        assert _js_constant(REPO_ROOT / paths.K6_DIR / script, "TOKEN_VARIABLE") == TOKEN_VARIABLE
 
 
 def _runner_copy(tmp_path: Path) -> tuple[Path, Path]:

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support import compose_model as cm
 from tests.support.processes import free_port, wait_until
@@ -30,7 +31,10 @@ ROOTFS_FLAG = "--path.rootfs"
 TEXTFILE_FLAG = "--collector.textfile.directory"
 # The pages that give the cron commands: the storage cron and a summary of the backup
 # cron in operations.md, the backup cron in full in backups.md.
-CRON_PAGES = (REPO_ROOT / "docs" / "operations.md", REPO_ROOT / "docs" / "backups.md")
+CRON_PAGES = (
+    REPO_ROOT / paths.DOCS_DIR / "operations.md",
+    REPO_ROOT / paths.DOCS_DIR / "backups.md",
+)
 STORAGE_METRIC = "neuros_storage_cleanup_success"
 
 

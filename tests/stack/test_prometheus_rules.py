@@ -24,16 +24,17 @@ import yaml
 from neuros.auth.authenticator import AuthError
 from neuros.auth.tokens import Scope
 from neuros.metrics import AuthFailure
+from stacktools import paths
 from stacktools.check_stack.files import load_yaml
 from stacktools.generate import runbook_links
 from stacktools.paths import REPO_ROOT
 from tests.support.tooling import tool
 
-PROMETHEUS_DIR = REPO_ROOT / "prometheus"
+PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
 CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
-RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+RUNBOOK = REPO_ROOT / paths.RUNBOOK
 RUNBOOK_BASE_URL = runbook_links.load_base_url()
 
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -455,7 +456,7 @@ def test_agent_memory_alert_fires_before_the_container_limit() -> None:
     assert threshold is not None, rule["expr"]
     env = dict(
         line.split("=", 1)
-        for line in (REPO_ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        for line in (REPO_ROOT / paths.ENV_EXAMPLE).read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#")
     )
     limit = _COMPOSE_MEMORY.match(env["NEUROS_MEMORY_LIMIT"].lower())

@@ -53,6 +53,7 @@ from neuros.api.readings import INGEST_ROUTE_NAME, router
 from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.config import DEFAULT_PORT, METRICS_PORT
 from neuros.metrics import build_metrics
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support import dockerstack
 from tests.support.agent import reading
@@ -88,11 +89,11 @@ HEALTHY_DEADLINE = 180.0
 # Generous: a few scrapes and DNS refreshes, also in production's 15 s and 5 s.
 SCRAPE_DEADLINE = 90.0
 REQUESTS = 20
-SCALE_PROMETHEUS = REPO_ROOT / "prometheus" / "prometheus-scale.yml"
+SCALE_PROMETHEUS = REPO_ROOT / paths.PROMETHEUS_SCALE_CONFIG
 TEST_OVERRIDE = REPO_ROOT / "tests" / "stack" / "chaos" / "scale.override.yml"
 TEST_CONFIG_VARIABLE = "SCALE_PROMETHEUS_CONFIG"
 FAST = "1s"
-CHAOS_RUNNER = REPO_ROOT / "chaos" / "run-chaos-test.sh"
+CHAOS_RUNNER = REPO_ROOT / paths.CHAOS_RUNNER
 KILL_REPLICA = "kill-replica"
 # Bounds of the real kill-replica run (its configuration's env keys); the docker
 # healthcheck runs every 15 s, hence the healthy bound.
@@ -531,7 +532,7 @@ def test_backup_and_restore_of_the_shared_postgresql(stack: ComposeStack, tmp_pa
 
     def backup_tool(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["bash", str(REPO_ROOT / "scripts" / "backup.sh"), *args, *project],
+            ["bash", str(REPO_ROOT / paths.BACKUP_SCRIPT), *args, *project],
             cwd=REPO_ROOT,
             env=environment,
             capture_output=True,

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from neuros.kpi import Readiness
-from stacktools import check_stack
+from stacktools import check_stack, paths
 from stacktools.compose import as_written
 from stacktools.paths import REPO_ROOT
 from tests.support.agent import RR_EXAMPLE, reading
@@ -38,7 +38,7 @@ from tests.support.prometheus_server import (
 
 pytestmark = pytest.mark.slow
 
-CHECK_STACK = REPO_ROOT / "scripts" / "check-stack"
+CHECK_STACK = REPO_ROOT / paths.CHECK_STACK
 # $__rate_interval for the run: several 1 s scrapes, and all of them after traffic began.
 RATE_INTERVAL = "15s"
 MIN_SCRAPES = 5

@@ -31,13 +31,13 @@ from tests.support.config_schemas import (
     unknown_key_paths,
 )
 
-COLLECTOR_CONFIG = REPO_ROOT / "otel" / "config.yml"
-TEMPO_CONFIG = REPO_ROOT / "tempo" / "tempo.yml"
-PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+COLLECTOR_CONFIG = REPO_ROOT / paths.OTEL_CONFIG
+TEMPO_CONFIG = REPO_ROOT / paths.TEMPO_CONFIG
+PROMETHEUS_CONFIG = REPO_ROOT / paths.PROMETHEUS_CONFIG
 COMPOSE_FILE = REPO_ROOT / paths.COMPOSE_FILE
-ENV_EXAMPLE = REPO_ROOT / ".env.example"
-DATASOURCES_DIR = REPO_ROOT / "grafana" / "provisioning" / "datasources"
-RULE_TESTS_DIR = REPO_ROOT / "prometheus" / "tests"
+ENV_EXAMPLE = REPO_ROOT / paths.ENV_EXAMPLE
+DATASOURCES_DIR = REPO_ROOT / paths.DATASOURCES_DIR
+RULE_TESTS_DIR = REPO_ROOT / paths.RULE_TESTS_DIR
 
 # The releases the configs and the allow-lists below were checked against. Moving a pin in
 # .env.example without re-checking both fails test_*_image_is_the_checked_release.
@@ -756,12 +756,12 @@ def test_tempo_data_lives_on_a_compose_volume() -> None:
     tempo_host, _ = _prometheus_target("tempo")
     targets = [target for _, target in _mount_targets(service_as_written(tempo_host))]
     trace = config["storage"]["trace"]
-    paths = [
+    directories = [
         trace["wal"]["path"],
         trace["local"]["path"],
         config["metrics_generator"]["storage"]["path"],
     ]
-    for path in paths:
+    for path in directories:
         assert any(_is_under(path, target) for target in targets), f"{path} is not on a volume"
 
 

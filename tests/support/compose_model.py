@@ -415,13 +415,13 @@ def check_config_mounts(stack: Stack) -> list[str]:
     grafana = stack.services.get("grafana", {})
     provisioning = (grafana.get("environment") or {}).get("GF_PATHS_PROVISIONING")
     provisioned = host_path(grafana, provisioning) if provisioning else None
-    if provisioned != REPO_ROOT / "grafana" / "provisioning":
+    if provisioned != REPO_ROOT / paths.GRAFANA_PROVISIONING_DIR:
         problems.append(
             f"grafana: GF_PATHS_PROVISIONING={provisioning} is not ./grafana/provisioning"
         )
     for provider in load_yaml(DASHBOARD_PROVIDERS)["providers"]:
         path = provider["options"]["path"]
-        if host_path(grafana, path) != REPO_ROOT / "grafana" / "dashboards":
+        if host_path(grafana, path) != REPO_ROOT / paths.DASHBOARDS_DIR:
             problems.append(f"grafana: dashboard provider path {path} is not ./grafana/dashboards")
     return problems
 

@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 import yaml
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.processes import free_port, serves, stop_process, wait_until
 from tests.support.tooling import tool
 
-PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / paths.PROMETHEUS_CONFIG
 # As docker-compose.yml runs Prometheus (tests/stack/test_stack_e2e.py checks they agree).
 STACK_FLAGS = ("--web.enable-remote-write-receiver", "--enable-feature=exemplar-storage")
 

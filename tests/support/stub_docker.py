@@ -13,9 +13,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 
-STORAGE_SCRIPT = REPO_ROOT / "scripts" / "storage-management.sh"
+STORAGE_SCRIPT = REPO_ROOT / paths.STORAGE_SCRIPT
 
 UNREACHABLE_MESSAGE = (
     "Cannot connect to the Docker daemon at unix:///var/run/docker.sock."

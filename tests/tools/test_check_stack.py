@@ -27,12 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from neuros.metrics import build_metrics
 from stacktools import check_stack as cs
+from stacktools import paths
 from stacktools.compose import as_written
 from stacktools.paths import REPO_ROOT
 from tests.support.textfiles import storage_script_sample_names
 from tests.support.tooling import tool
 
-CHECK_STACK = REPO_ROOT / "scripts" / "check-stack"
+CHECK_STACK = REPO_ROOT / paths.CHECK_STACK
 COPIED = (
     "grafana",
     "prometheus",
@@ -615,7 +616,7 @@ def test_collector_names_are_those_of_the_pinned_release_with_readers() -> None:
         "otelcol_exporter_queue_size",
         "otelcol_exporter_queue_capacity",
     } <= names
-    env = (REPO_ROOT / ".env.example").read_text()
+    env = (REPO_ROOT / paths.ENV_EXAMPLE).read_text()
     assert f"OTELCOL_IMAGE=otel/opentelemetry-collector-contrib:{cs.COLLECTOR_VERSION}\n" in env, (
         "the collector pin moved: re-read stacktools/check_stack/collector.py's table"
     )

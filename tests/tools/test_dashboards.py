@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from stacktools import check_stack as cs
+from stacktools import paths
 from stacktools.compose import services_as_written
 from stacktools.generate import dashboards, slo
 from stacktools.paths import REPO_ROOT
@@ -354,7 +355,7 @@ def test_exemplar_destination_names_the_agents_exemplar_label(app: InProcess) ->
 
 
 def test_rate_interval_basis_is_prometheus_scrape_interval() -> None:
-    config = yaml.safe_load((REPO_ROOT / "prometheus" / "prometheus.yml").read_text())
+    config = yaml.safe_load((REPO_ROOT / paths.PROMETHEUS_CONFIG).read_text())
     assert (
         _datasource("prometheus")["jsonData"]["timeInterval"] == config["global"]["scrape_interval"]
     )

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from stacktools import paths
 from stacktools.check_stack.files import load_yaml
 from stacktools.paths import PROMETHEUS_CONFIG, REPO_ROOT
 from tests.support.tooling import in_ci
 
 README = REPO_ROOT / "README.md"
-DOCS = REPO_ROOT / "docs"
+DOCS = REPO_ROOT / paths.DOCS_DIR
 README_MAX_LINES = 150
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)

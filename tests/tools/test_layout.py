@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from stacktools import paths
 from stacktools.paths import COMPOSE_FILE, REPO_ROOT, SCALE_COMPOSE_FILE
 
 TESTS = REPO_ROOT / "tests"
@@ -190,4 +191,4 @@ def test_only_stacktools_compose_reads_the_compose_file() -> None:
 
 
 def test_scripts_holds_no_python_module() -> None:
-    assert [p.name for p in (REPO_ROOT / "scripts").rglob("*.py")] == []
+    assert [p.name for p in (REPO_ROOT / paths.SCRIPTS_DIR).rglob("*.py")] == []

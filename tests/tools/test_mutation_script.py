@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.tooling import tool
 
-SCRIPT = REPO_ROOT / "scripts" / "mutation-test.sh"
+SCRIPT = REPO_ROOT / paths.SCRIPTS_DIR / "mutation-test.sh"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

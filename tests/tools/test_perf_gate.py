@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from stacktools import perf_gate
+from stacktools import paths, perf_gate
 from stacktools.generate import k6_thresholds
 from stacktools.paths import REPO_ROOT
 from tests.support.tooling import tool
 
-GATE = REPO_ROOT / "k6" / "perf-gate.sh"
+GATE = REPO_ROOT / paths.K6_DIR / "perf-gate.sh"
 EXPECTED = "http_req_duration{expected_response:true}"
 # The env of the measured run and of the gated one, as run-load-tests.sh records it.
 RUN_ENV = {"BASE_URL": "http://127.0.0.1:8000", "HOLD_DURATION": "30s", "K6_RATE": "200"}
@@ -293,12 +293,12 @@ def test_unreadable_files_and_usage_exit_2(tmp_path: Path, baseline: Path) -> No
 
 
 def test_every_scenario_has_a_measured_baseline() -> None:
-    scripts = (REPO_ROOT / "k6" / "scenarios").glob("*.js")
+    scripts = (REPO_ROOT / paths.K6_SCENARIOS_DIR).glob("*.js")
     scenarios = sorted(p.stem for p in scripts if p.stem != k6_thresholds.DEMO)
-    baselines = sorted(p.stem for p in (REPO_ROOT / "k6" / "baselines").glob("*.json"))
+    baselines = sorted(p.stem for p in (REPO_ROOT / paths.K6_BASELINES_DIR).glob("*.json"))
     assert scenarios == baselines
     for name in baselines:
-        document = json.loads((REPO_ROOT / "k6" / "baselines" / f"{name}.json").read_text())
+        document = json.loads((REPO_ROOT / paths.K6_BASELINES_DIR / f"{name}.json").read_text())
         unmeasured = [key for key in perf_gate.HIGHER_IS_BETTER if document.get(key) is None]
         assert not unmeasured, f"{name}: {unmeasured} not measured"
         assert document["measured"]["env"], name  # how it was measured is recorded
@@ -322,7 +322,7 @@ def test_baseline_throughput_excludes_setup(name: str) -> None:
     ~505 setup() requests (35.8/s for smoke's 5/s) would not."""
     beside = Path(sys.executable).parent / "k6"
     k6 = str(beside) if beside.is_file() else tool("k6")
-    document = json.loads((REPO_ROOT / "k6" / "baselines" / f"{name}.json").read_text())
+    document = json.loads((REPO_ROOT / paths.K6_BASELINES_DIR / f"{name}.json").read_text())
     env = document["measured"]["env"]
     peak = peak_arrival_rate(k6, k6_thresholds.SCENARIOS_DIR / f"{name}.js", env)
     assert 0 < document[perf_gate.RATE] <= peak

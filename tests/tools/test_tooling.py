@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.tooling import tool
 
-INSTALL_TOOLS = REPO_ROOT / "scripts" / "install-tools.sh"
+INSTALL_TOOLS = REPO_ROOT / paths.SCRIPTS_DIR / "install-tools.sh"
 
 
 def _is_shell_script(path: Path) -> bool:
@@ -129,7 +130,7 @@ def test_shell_scripts_pass_shellcheck() -> None:
 
 
 def test_shell_scripts_are_executable() -> None:
-    assert REPO_ROOT / "scripts" / "check-stack" in SHELL_SCRIPTS
+    assert REPO_ROOT / paths.CHECK_STACK in SHELL_SCRIPTS
     assert REPO_ROOT / ".ci" / "run" in SHELL_SCRIPTS
     for script in set(SHELL_SCRIPTS) - SHELL_LIBRARIES:
         assert os.access(script, os.X_OK), f"{script} is not executable (chmod +x)"
