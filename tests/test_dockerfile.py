@@ -371,6 +371,7 @@ def copied_sources() -> list[str]:
 def test_copied_sources_exist_and_are_not_ignored() -> None:
     sources = copied_sources()
     assert "pyproject.toml" in sources
+    assert "uv.lock" in sources, "the dependencies come from the lock (tests/test_lock.py)"
     assert any(source.rstrip("/") == "neuros" for source in sources)
 
     for source in sources:
