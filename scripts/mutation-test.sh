@@ -49,7 +49,7 @@ killing mutants with ${TESTS[*]}.
                    'mutmut show NAME' (the copy's path is printed)
   -h, --help       this help
 
-Needs mutmut in ${REPO_ROOT}/.venv (pip install -e '.[dev]'). Takes a few minutes.
+Needs mutmut in ${REPO_ROOT}/.venv (the dev extra: scripts/test.sh installs it from uv.lock). Takes a few minutes.
 Exit status: 0 score reached, 1 below it, 2 usage or set-up error.
 EOF
 }
@@ -80,7 +80,7 @@ main() {
 
   local venv="${REPO_ROOT}/.venv/bin"
   if [[ ! -x "${venv}/mutmut" ]]; then
-    err "no ${venv}/mutmut: pip install -e '.[dev]' (scripts/test.sh creates .venv)"
+    err "no ${venv}/mutmut: run scripts/test.sh (it installs the dev extra from uv.lock)"
     exit 2
   fi
 

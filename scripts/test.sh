@@ -3,10 +3,10 @@
 # The one command that lints, type-checks and tests NEUROS:
 #   scripts/test.sh [options] [pytest args...]
 #
-# It creates or updates the venv .venv, installs the project with its test and
-# dev extras, installs the external tools (scripts/install-tools.sh), then runs
-# ruff, mypy and pytest. Every check runs; the exit status is the status of the
-# first one that failed.
+# It creates or updates the venv .venv, installs into it from uv.lock, frozen, the
+# project with its test and dev extras, installs the external tools
+# (scripts/install-tools.sh), then runs ruff, mypy and pytest. Every check runs; the
+# exit status is the status of the first one that failed.
 
 set -euo pipefail
 
@@ -14,18 +14,23 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO_ROOT
 readonly VENV="${REPO_ROOT}/.venv"
 readonly INSTALL_STAMP="${VENV}/.neuros-install-stamp"
+# The uv that installs uv.lock: the release pinned in pyproject.toml's dev extra.
+readonly UV_VERSION="0.13.9"
 
 usage() {
   cat <<EOF
 Usage: $(basename "$0") [--no-install] [--docker] [--help] [--] [pytest args...]
 
-Creates or updates .venv, installs the project ('.[test,dev]'), the tools
+Creates or updates .venv, installs into it from uv.lock, frozen, the project
+(editable) with its test and dev extras ('uv sync --frozen --extra test --extra dev',
+uv ${UV_VERSION}; again only when pyproject.toml or uv.lock changed), the tools
 (scripts/install-tools.sh) and, when missing, Debian's postgresql and make packages
-(the storage tests start their own server; the Makefile tests dry-run make), then runs: ruff check ., mypy, pytest.
+(the storage tests start their own server; the Makefile tests dry-run make), then
+runs: ruff check ., mypy, pytest.
 Arguments this script does not know are passed on to pytest.
 
 Options:
-  --no-install  skip the venv, pip and tool installs (use what is there)
+  --no-install  skip the venv, uv and tool installs (use what is there)
   --docker      run the tests that need Docker (sets NEUROS_TEST_DOCKER=1;
                 the default when CI=true)
   --help        show this help
@@ -45,8 +50,10 @@ log() {
   echo "==> $*"
 }
 
-# Creates .venv if missing or broken, and installs the project into it unless
-# pyproject.toml is unchanged since the last successful install.
+# Creates .venv if missing or broken and installs into it, from uv.lock and frozen (the
+# locked versions, never a new resolution), the project (editable) with its test and
+# dev extras, unless pyproject.toml and uv.lock are unchanged since the last successful
+# install. The sync is exact: packages not in the lock are removed (pip stays).
 install_venv() {
   if ! "${VENV}/bin/python" -c '' 2>/dev/null; then
     log "creating ${VENV}"
@@ -56,16 +63,26 @@ install_venv() {
     fi
   fi
   local want
-  want="$(sha256sum "${REPO_ROOT}/pyproject.toml" | cut -d ' ' -f 1)"
+  want="$(cd "${REPO_ROOT}" && sha256sum pyproject.toml uv.lock | sha256sum | cut -d ' ' -f 1)"
   if [[ -f "${INSTALL_STAMP}" && "$(<"${INSTALL_STAMP}")" == "${want}" ]]; then
-    log "venv up to date (pyproject.toml unchanged)"
+    log "venv up to date (pyproject.toml and uv.lock unchanged)"
     return 0
   fi
-  log "pip install -e '.[test,dev]'"
   rm -f "${INSTALL_STAMP}"
-  if ! "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -e "${REPO_ROOT}[test,dev]"; then
-    err "pip install -e '.[test,dev]' failed"
+  if [[ "$("${VENV}/bin/uv" --version 2>/dev/null)" != "uv ${UV_VERSION}" ]]; then
+    log "pip install uv==${UV_VERSION}"
+    if ! "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "uv==${UV_VERSION}"; then
+      err "pip install uv==${UV_VERSION} failed"
+      return 1
+    fi
+  fi
+  log "uv sync --frozen --extra test --extra dev (from uv.lock)"
+  # Into .venv, with the python3 that created it: uv never downloads a Python.
+  if ! UV_PROJECT_ENVIRONMENT="${VENV}" UV_PYTHON_DOWNLOADS=never \
+    "${VENV}/bin/uv" sync --quiet --frozen --project "${REPO_ROOT}" \
+    --python "${VENV}/bin/python3" --extra test --extra dev; then
+    err "uv sync --frozen failed (after editing pyproject.toml: uv lock; docs/development.md)"
     return 1
   fi
   echo "${want}" >"${INSTALL_STAMP}"

