@@ -12,10 +12,7 @@ import shlex
 import subprocess
 import urllib.parse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from stacktools.compose import as_written
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -32,16 +29,6 @@ class RefusedTarget(Exception):
 
 class DockerError(Exception):
     """A docker command failed."""
-
-
-def project_from_compose(paths: list[Path]) -> str | None:
-    """The top-level ``name:`` of the last compose file that sets one (compose's rule)."""
-    found = None
-    for path in paths:
-        name = as_written(path).get("name")
-        if isinstance(name, str) and name:
-            found = name
-    return found
 
 
 def docker(*args: str, timeout: float = 60.0) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from chaos import actions, probes, report
 from chaos.context import Context
-from chaos.docker import DockerError, Project, RefusedTarget, project_from_compose
+from chaos.docker import DockerError, Project, RefusedTarget
 from chaos.experiment import (
     EXPERIMENTS_DIR,
     Experiment,
@@ -37,6 +37,7 @@ from chaos.experiment import (
 )
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE, NoAdminToken, admin_token
 from stacktools import paths
+from stacktools.compose import project_name
 from stacktools.paths import REPO_ROOT
 
 DEFAULT_COMPOSE = REPO_ROOT / paths.COMPOSE_FILE
@@ -412,7 +413,7 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         project = Project(
-            args.project or project_from_compose(args.compose_file or [DEFAULT_COMPOSE]) or ""
+            args.project or project_name(args.compose_file or [DEFAULT_COMPOSE]) or ""
         )
     except RefusedTarget as exc:
         _err(f"refusing: {exc}")

@@ -16,7 +16,7 @@ from neuros.postgres_url import check_scheme
 
 DEFAULT_PORT = 8000
 # The port docker-compose.yml gives NEUROS_METRICS_PORT (exposed on the compose network,
-# never published) and Prometheus scrapes: tests/compose_model.py checks both against
+# never published) and Prometheus scrapes: tests/support/compose_model.py checks both against
 # this. 9464 is the port OpenTelemetry's Prometheus exporters use.
 METRICS_PORT = 9464
 # Relative to the working directory: the repository root in development, where

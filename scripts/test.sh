@@ -89,7 +89,7 @@ install_venv() {
 }
 
 # Debian packages the tests use, installed when missing: the PostgreSQL server the
-# storage tests start (tests/postgres_server.py) and make (tests/tools/test_generators.py
+# storage tests start (tests/support/postgres_server.py) and make (tests/tools/test_generators.py
 # dry-runs the Makefile). Without them those tests skip (and fail in CI).
 install_debian_packages() {
   local packages=()

@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -1469,3 +1470,16 @@ def test_kill_agent_with_production_settings(production: Production, tmp_path: P
         float(started[0]["value"][1]) * 1000
     }
     print(f"kill-agent (production settings): {json.dumps(measures)}, detected by {detected}")
+
+
+def test_the_runner_needs_only_the_standard_library() -> None:
+    """docs/chaos.md: any python3 on the Docker host runs it, with no venv (-S: no
+    site-packages, so PyYAML, FastAPI and the rest are out of reach)."""
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", "import chaos.runner"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

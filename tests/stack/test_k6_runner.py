@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from neuros.auth.admin_token import ADMIN_TOKEN_FILE, TOKEN_VARIABLE
-from stacktools import paths, perf_gate
+from stacktools import compose, paths, perf_gate
 from stacktools.generate import dashboards
 from stacktools.paths import REPO_ROOT
 from tests.support.compose_model import DEMO_TOKEN_FILE
@@ -411,26 +411,12 @@ def test_html_report_and_prometheus_remote_write(
 
 def test_prometheus_port_override_publishes_only_prometheus_on_loopback() -> None:
     """The override docs/load-testing.md gives for --prometheus: loopback, Prometheus only."""
-    rendered = subprocess.run(
-        [
-            tool("docker-compose"),
-            "--env-file",
-            ".env.example",
-            "-f",
-            "docker-compose.yml",
-            "-f",
-            "k6/prometheus-port.yml",
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    services = json.loads(rendered.stdout)["services"]
+    services = compose.rendered(
+        tool("docker-compose"),
+        [REPO_ROOT / paths.COMPOSE_FILE, REPO_ROOT / paths.K6_DIR / "prometheus-port.yml"],
+        env_file=REPO_ROOT / paths.ENV_EXAMPLE,
+        environ={**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"},
+    )["services"]
     published = {
         name: {(port["host_ip"], int(port["published"])) for port in service.get("ports", [])}
         for name, service in services.items()

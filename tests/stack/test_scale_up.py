@@ -283,9 +283,7 @@ def replica_number(container: str) -> int:
 def users_with_a_band(stack: ComposeStack) -> int:
     """Users whose latest snapshot has a readiness band, counted in PostgreSQL itself
     (user_state), not from the per-band counters the agents export."""
-    environment = yaml.safe_load(stack.compose("config", POSTGRES).stdout)["services"][POSTGRES][
-        "environment"
-    ]
+    environment = stack.rendered(POSTGRES)["services"][POSTGRES]["environment"]
     out = docker(
         "exec", "-e", f"PGPASSWORD={stack.env[POSTGRES_PASSWORD_VARIABLE]}",
         stack.container_id(POSTGRES), "psql", "--host=127.0.0.1",
@@ -612,8 +610,7 @@ def test_postgres_service_initialises_and_accepts_its_password(
         (POSTGRES,), env={POSTGRES_PASSWORD_VARIABLE: password}, override_files=(SCALE_FILE,)
     )
     pg.wait_healthy(POSTGRES, timeout=HEALTHY_DEADLINE)
-    model = yaml.safe_load(pg.compose("config", POSTGRES).stdout)
-    environment = model["services"][POSTGRES]["environment"]
+    environment = pg.rendered(POSTGRES)["services"][POSTGRES]["environment"]
     user, database = environment["POSTGRES_USER"], environment["POSTGRES_DB"]
     sql = "SELECT current_user || ' ' || current_database()"
     out = subprocess.run(

@@ -8,7 +8,6 @@ and on mutated copies (which proves each check can fail).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -184,6 +183,18 @@ class Stack:
     def is_scale(self) -> bool:
         return bool(self.overrides)
 
+    def environ(
+        self, env: Mapping[str, str] | None = None, *, with_password: bool = True
+    ) -> dict[str, str]:
+        """A clean environment for Compose (PATH, HOME, the passwords), plus ``env``."""
+        environ = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
+        if with_password:
+            environ[PASSWORD_VARIABLE] = self.password
+            if self.postgres_password is not None:
+                environ[POSTGRES_PASSWORD_VARIABLE] = self.postgres_password
+        environ.update(env or {})
+        return environ
+
     def render(
         self,
         *args: str,
@@ -195,28 +206,23 @@ class Stack:
 
         Relative paths resolve against the repository even for a copy elsewhere.
         """
-        environ = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")}
-        if with_password:
-            environ[PASSWORD_VARIABLE] = self.password
-            if self.postgres_password is not None:
-                environ[POSTGRES_PASSWORD_VARIABLE] = self.postgres_password
-        environ.update(env or {})
         return compose.render(
             self.compose_binary,
             [self.compose_file, *self.overrides],
             *args,
             env_file=env_file or self.env_file,
-            environ=environ,
+            environ=self.environ(env, with_password=with_password),
         )
 
     def render_model(
         self, *, env: Mapping[str, str] | None = None, env_file: Path | None = None
     ) -> Model:
-        result = self.render("--format", "json", env=env, env_file=env_file)
-        if result.returncode != 0:
-            raise AssertionError(f"docker-compose config failed: {result.stderr.strip()}")
-        model: Model = json.loads(result.stdout)
-        return model
+        return compose.rendered(
+            self.compose_binary,
+            [self.compose_file, *self.overrides],
+            env_file=env_file or self.env_file,
+            environ=self.environ(env),
+        )
 
     @cached_property
     def model(self) -> Model:

@@ -47,7 +47,7 @@ from neuros.auth.admin_token import bearer
 from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
 from neuros.config import METRICS_PORT
-from stacktools.compose import service_as_written
+from stacktools.compose import Model, rendered, service_as_written
 from stacktools.paths import REPO_ROOT
 from tests.support.compose_model import (
     AGENT,
@@ -224,6 +224,17 @@ class ComposeStack:
         for path in files:
             command += ["-f", str(path)]
         return _run([*command, *args], env=self.environment(), timeout=timeout, check=check)
+
+    def rendered(self, *services: str) -> Model:
+        """The stack's model as Compose renders it, of ``services`` if named."""
+        return rendered(
+            ["docker", "compose"],
+            [COMPOSE_FILE, *self.override_files],
+            *services,
+            env_file=ENV_EXAMPLE,
+            environ=self.environment(),
+            project=self.project,
+        )
 
     def up(self) -> ComposeStack:
         """Create and start the services (never their dependencies, never a build or

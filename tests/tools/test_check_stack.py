@@ -274,7 +274,7 @@ def break_tempo_remote_write(repo: Path) -> tuple[str, str]:
 
 def break_agent_otlp_endpoint(repo: Path) -> tuple[str, str]:
     path = repo / cs.COMPOSE_FILE
-    compose = yaml.safe_load(path.read_text())
+    compose = as_written(path)
     variable = cs.OTLP_ENDPOINT_VARIABLES[0]
     for name, service in compose["services"].items():
         value = (service.get("environment") or {}).get(variable)
@@ -302,7 +302,7 @@ def break_agent_metrics_port(repo: Path) -> tuple[str, str]:
     """The agent moves /metrics to another (exposed) port; Prometheus still scrapes
     the old one."""
     path = repo / cs.COMPOSE_FILE
-    compose = yaml.safe_load(path.read_text())
+    compose = as_written(path)
     name, service = _agent_service(compose)
     port = int(service["environment"][cs.METRICS_PORT_VARIABLE])
     service["environment"][cs.METRICS_PORT_VARIABLE] = str(port + 1)
@@ -316,7 +316,7 @@ def break_agent_metrics_port(repo: Path) -> tuple[str, str]:
 
 def break_agent_metrics_published(repo: Path) -> tuple[str, str]:
     path = repo / cs.COMPOSE_FILE
-    compose = yaml.safe_load(path.read_text())
+    compose = as_written(path)
     name, service = _agent_service(compose)
     port = service["environment"][cs.METRICS_PORT_VARIABLE]
     service["ports"] = [*service.get("ports", []), f"127.0.0.1:{port}:{port}"]

@@ -27,12 +27,13 @@ SUBJECTS = ("agent", "stack", "tools")
 SUPPORT = "support"
 PATHS_MODULE = Path("stacktools/paths.py")
 COMPOSE_MODULE = Path("stacktools/compose.py")
-# A line that parses a compose file itself: its name (or constant) and a YAML load on one
-# line (reading its text, to match strings in it, is not parsing it).
-COMPOSE_NAMES = re.compile(
-    rf"({re.escape(str(COMPOSE_FILE))}|{re.escape(str(SCALE_COMPOSE_FILE))}|COMPOSE_FILE|SCALE_FILE)"
+# What names the compose file in code: the path constants, the file names, and Compose's
+# own rendering of a stack (`stack.compose("config", ...)`).
+COMPOSE_CONSTANTS = {"COMPOSE_FILE", "SCALE_FILE", "SCALE_COMPOSE_FILE"}
+COMPOSE_NAME = re.compile(
+    rf"^({re.escape(str(COMPOSE_FILE))}|{re.escape(str(SCALE_COMPOSE_FILE))})$"
 )
-READS = re.compile(r"safe_load\(|yaml\.load\(")
+PARSERS = {("yaml", "safe_load"), ("yaml", "load"), ("json", "loads")}
 
 
 def tracked_python() -> list[Path]:
@@ -110,14 +111,79 @@ def repo_root_assignments(files: dict[Path, str]) -> list[str]:
     return found
 
 
+def _names_compose(node: ast.AST, assigned: dict[str, ast.expr], depth: int = 0) -> bool:
+    """Whether ``node`` is built from the compose file: one of its path constants or
+    names, a call of a stack's ``compose("config", ...)``, or a local variable assigned
+    from one of these."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name | ast.Attribute):
+            name = child.id if isinstance(child, ast.Name) else child.attr
+            if name in COMPOSE_CONSTANTS:
+                return True
+            if (
+                isinstance(child, ast.Name)
+                and name in assigned
+                and depth < 3
+                and _names_compose(assigned[name], assigned, depth + 1)
+            ):
+                return True
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str):
+            if COMPOSE_NAME.match(child.value):
+                return True
+        elif (
+            isinstance(child, ast.Call)
+            and isinstance(child.func, ast.Attribute)
+            and child.func.attr == "compose"
+            and child.args
+            and isinstance(child.args[0], ast.Constant)
+            and child.args[0].value == "config"
+        ):
+            return True
+    return False
+
+
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of a module or function, not those of the functions inside it."""
+    nodes: list[ast.AST] = []
+    pending = list(ast.iter_child_nodes(scope))
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            pending.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
 def compose_reads(files: dict[Path, str]) -> list[str]:
-    return [
-        f"{path}:{number}: {line.strip()}"
-        for path, source in files.items()
-        if path not in (COMPOSE_MODULE, THIS)
-        for number, line in enumerate(source.splitlines(), 1)
-        if COMPOSE_NAMES.search(line) and READS.search(line)
-    ]
+    """Places that parse the compose file themselves (a YAML or JSON load of it, also
+    through a local variable), outside stacktools/compose.py."""
+    found = []
+    for path, source in files.items():
+        if path in (COMPOSE_MODULE, THIS):
+            continue
+        tree = ast.parse(source)
+        scopes: list[ast.AST] = [tree]
+        scopes += [
+            n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+        for scope in scopes:
+            assigned = {
+                target.id: node.value
+                for node in _own_nodes(scope)
+                if isinstance(node, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            }
+            for node in _own_nodes(scope):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name)
+                    and (node.func.value.id, node.func.attr) in PARSERS
+                    and any(_names_compose(arg, assigned) for arg in node.args)
+                ):
+                    found.append(f"{path}:{node.lineno}")
+    return sorted(set(found))
 
 
 def sources() -> dict[Path, str]:
@@ -186,8 +252,24 @@ def test_repo_root_is_defined_once() -> None:
 
 def test_only_stacktools_compose_reads_the_compose_file() -> None:
     assert compose_reads(sources()) == []
-    sample = {Path("x.py"): 'doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())'}
-    assert compose_reads(sample)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())',
+        "def f(repo):\n    path = repo / cs.COMPOSE_FILE\n"
+        "    return yaml.safe_load(path.read_text())",
+        'def f(stack):\n    return yaml.safe_load(stack.compose("config", "db").stdout)',
+        "def f(out):\n    text = SCALE_FILE.read_text()\n    return json.loads(text)",
+    ],
+)
+def test_the_compose_reader_check_catches(source: str) -> None:
+    assert compose_reads({Path("x.py"): source})
+
+
+def test_the_compose_reader_check_allows_reading_its_text() -> None:
+    assert not compose_reads({Path("x.py"): 'assert "x" in COMPOSE_FILE.read_text()'})
 
 
 def test_scripts_holds_no_python_module() -> None:
