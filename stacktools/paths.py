@@ -17,6 +17,7 @@ COMPOSE_FILE = Path("docker-compose.yml")
 SCALE_COMPOSE_FILE = Path("docker-compose.scale.yml")
 ENV_EXAMPLE = Path(".env.example")
 PYPROJECT = Path("pyproject.toml")
+LOCK_FILE = Path("uv.lock")
 
 NEUROS_DIR = Path("neuros")
 NEUROS_DOCKERFILE = NEUROS_DIR / "Dockerfile"
@@ -55,6 +56,7 @@ RUNBOOK = DOCS_DIR / "runbook.md"
 
 SCRIPTS_DIR = Path("scripts")
 SETUP_SCRIPT = SCRIPTS_DIR / "setup.sh"
+TEST_SCRIPT = SCRIPTS_DIR / "test.sh"
 CHECK_STACK = SCRIPTS_DIR / "check-stack"
 BACKUP_SCRIPT = SCRIPTS_DIR / "backup.sh"
 STORAGE_SCRIPT = SCRIPTS_DIR / "storage-management.sh"

@@ -35,19 +35,6 @@ and those returning no series are findings unless ``grafana/expected-empty.yml``
 
 from __future__ import annotations
 
-from ..paths import (
-    COMPOSE_FILE,
-    DASHBOARDS_DIR,
-    DATASOURCES_DIR,
-    EXPECTED_EMPTY_FILE,
-    OTEL_CONFIG,
-    PROMETHEUS_CONFIG,
-    REPO_ROOT,
-    RULES_DIR,
-    RUNBOOK,
-    STORAGE_SCRIPT,
-    TEMPO_CONFIG,
-)
 from .collector import (
     COLLECTOR_VERSION,
     check_collector_readers,
@@ -122,22 +109,11 @@ from .runbook import (
 
 __all__ = [
     "COLLECTOR_VERSION",
-    "COMPOSE_FILE",
-    "DASHBOARDS_DIR",
-    "DATASOURCES_DIR",
-    "EXPECTED_EMPTY_FILE",
     "LOCAL_HOSTS",
     "METRICS_PORT_VARIABLE",
-    "OTEL_CONFIG",
     "OTLP_ENDPOINT_VARIABLES",
-    "PROMETHEUS_CONFIG",
     "PROMTOOL_MISSING",
-    "REPO_ROOT",
-    "RULES_DIR",
-    "RUNBOOK",
     "SHARED_GAUGES",
-    "STORAGE_SCRIPT",
-    "TEMPO_CONFIG",
     "Dashboard",
     "Datasource",
     "Endpoint",

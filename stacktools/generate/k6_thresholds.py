@@ -30,7 +30,7 @@ from stacktools.generate.slo import SloSpec, SpecError, load_spec
 from stacktools.paths import REPO_ROOT
 
 K6_DIR = REPO_ROOT / paths.K6_DIR
-SCENARIOS_DIR = K6_DIR / "scenarios"
+SCENARIOS_DIR = REPO_ROOT / paths.K6_SCENARIOS_DIR
 LIB_DIR = K6_DIR / "lib"
 SLO_JSON = LIB_DIR / "slo.json"
 SCENARIOS = ("smoke", "load", "stress", "spike", "soak", "breakpoint")

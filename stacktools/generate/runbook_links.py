@@ -19,11 +19,12 @@ from typing import Any
 
 import yaml
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 
-CONFIG = Path("prometheus/runbook.yml")
-RULES_DIR = Path("prometheus/rules")
-RULE_TESTS_DIR = Path("prometheus/tests")
+CONFIG = paths.RUNBOOK_CONFIG
+RULES_DIR = paths.RULES_DIR
+RULE_TESTS_DIR = paths.RULE_TESTS_DIR
 DEFAULT_BASE_URL = "docs/runbook.md"
 
 _LINE = re.compile(r"^(?P<key>[ \t]*runbook_url:[ \t]*)(?P<value>\S.*?)[ \t]*$", re.M)

@@ -73,7 +73,6 @@ from tests.support.dockerstack import (
 from tests.support.processes import wait_until
 
 RUNNER = REPO_ROOT / paths.CHAOS_RUNNER
-PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
 OVERRIDE = REPO_ROOT / "tests" / "stack" / "chaos" / "compose.override.yml"
 AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
 AGENT_DOWN, AGENT_RESTARTED = "NeurosAgentDown", "NeurosAgentRestarted"
@@ -185,7 +184,7 @@ def _providers(experiment: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rule_names() -> set[str]:
     names: set[str] = set()
-    for path in (PROMETHEUS_DIR / "rules").glob("*.yml"):
+    for path in (REPO_ROOT / paths.RULES_DIR).glob("*.yml"):
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             names |= {rule.get("alert") or rule["record"] for rule in group["rules"]}
     return names
@@ -198,7 +197,7 @@ def test_experiment_names_exist_where_defined(name: str) -> None:
     experiment = EXPERIMENTS[name]
     data = experiment.data
     services = set(services_as_written())
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO_ROOT / paths.PROMETHEUS_CONFIG).read_text(encoding="utf-8"))
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     rules = _rule_names()
     for provider in _providers(data):
@@ -846,7 +845,7 @@ def test_kill_replica_metrics_port_is_the_scraped_one() -> None:
     """The instance label is address:port of the scale config's DNS discovery."""
     port = EXPERIMENTS["kill-replica"].configuration(environ={})["metrics_port"]
     assert port == METRICS_PORT
-    scale = yaml.safe_load((PROMETHEUS_DIR / "prometheus-scale.yml").read_text(encoding="utf-8"))
+    scale = yaml.safe_load((REPO_ROOT / paths.PROMETHEUS_SCALE_CONFIG).read_text(encoding="utf-8"))
     job = next(j for j in scale["scrape_configs"] if j["job_name"] == AGENT)
     assert [sd["port"] for sd in job["dns_sd_configs"]] == [port]
 
@@ -1013,7 +1012,7 @@ def test_read_back_after_the_background_load_finds_a_lost_reading(
 def _prometheus_dir(folder: Path) -> Path:
     """prometheus/ for the test: 1 s scrapes, 0.5 s evaluations, groups without their own
     interval, NeurosAgentDown's `for` shortened; every rule otherwise as written."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO_ROOT / paths.PROMETHEUS_CONFIG).read_text(encoding="utf-8"))
     # The killed container's address stops answering, so the failed scrape times out
     # (1 s) and lands after later evaluations began: rules evaluate 1 s in the past
     # (rule_query_offset), twice per scrape, so that one up == 0 sample is always seen.
@@ -1024,7 +1023,7 @@ def _prometheus_dir(folder: Path) -> Path:
     (folder / "rules").mkdir()
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     shortened = 0
-    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+    for path in sorted((REPO_ROOT / paths.RULES_DIR).glob("*.yml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in document["groups"]:
             group.pop("interval", None)
@@ -1278,7 +1277,7 @@ http.server.ThreadingHTTPServer(("", SINK_PORT), Sink).serve_forever()
 
 def _url_files() -> dict[str, str]:
     """Receiver -> the name of its webhook URL file (alertmanager.yml's url_file)."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO_ROOT / paths.ALERTMANAGER_CONFIG).read_text(encoding="utf-8"))
     return {
         receiver["name"]: Path(webhook["url_file"]).name
         for receiver in config["receivers"]

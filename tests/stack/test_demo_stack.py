@@ -43,7 +43,6 @@ from tests.support.dockerstack import ComposeStack, require_docker
 from tests.support.processes import free_port, wait_until
 
 PROMETHEUS = "prometheus"
-PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
 OVERRIDE = REPO_ROOT / "tests" / "stack" / "demo" / "compose.override.yml"
 CHECK_STACK = REPO_ROOT / paths.CHECK_STACK
 KPI_RULE_FILES = ("kpi-recording.yml", "kpi-alerts.yml")
@@ -94,13 +93,13 @@ def test_compression_divides_ranges_offsets_and_nothing_else() -> None:
 def prometheus_dir(folder: Path) -> Path:
     """prometheus/ for this stack: 1 s scrapes, 0.5 s evaluations, the KPI rules
     compressed by TIME_FACTOR, every other file as shipped."""
-    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load((REPO_ROOT / paths.PROMETHEUS_CONFIG).read_text(encoding="utf-8"))
     config["global"].update(scrape_interval="1s", evaluation_interval="500ms")
     # No Alertmanager in this stack: the alerts are read from Prometheus itself.
     config.pop("alerting", None)
     (folder / "rules").mkdir(parents=True)
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+    for path in sorted((REPO_ROOT / paths.RULES_DIR).glob("*.yml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in document["groups"]:
             group.pop("interval", None)
@@ -127,7 +126,7 @@ def steady_state_alerts() -> set[str]:
     rules = [
         rule
         for name in KPI_RULE_FILES
-        for group in yaml.safe_load((PROMETHEUS_DIR / "rules" / name).read_text())["groups"]
+        for group in yaml.safe_load((REPO_ROOT / paths.RULES_DIR / name).read_text())["groups"]
         for rule in group["rules"]
     ]
     records = {r["record"]: r["expr"] for r in rules if "record" in r}
@@ -154,7 +153,7 @@ def test_steady_state_alerts_leave_out_the_hour_windows() -> None:
 
 
 def alert_names(file_name: str) -> set[str]:
-    document = yaml.safe_load((PROMETHEUS_DIR / "rules" / file_name).read_text())
+    document = yaml.safe_load((REPO_ROOT / paths.RULES_DIR / file_name).read_text())
     return {r["alert"] for g in document["groups"] for r in g["rules"] if "alert" in r}
 
 

@@ -26,8 +26,8 @@ from stacktools.paths import REPO_ROOT
 from tests.support.config_schemas import ANY_KEY, Schema, unknown_key_paths
 
 PROVISIONING = REPO_ROOT / paths.GRAFANA_PROVISIONING_DIR
-DATASOURCES = PROVISIONING / "datasources" / "datasources.yml"
-DASHBOARDS = PROVISIONING / "dashboards" / "dashboards.yml"
+DATASOURCES = REPO_ROOT / paths.DATASOURCES_FILE
+DASHBOARDS = REPO_ROOT / paths.DASHBOARD_PROVIDERS
 
 
 def _keys(*names: str) -> Schema:

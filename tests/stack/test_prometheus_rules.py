@@ -31,9 +31,9 @@ from stacktools.paths import REPO_ROOT
 from tests.support.tooling import tool
 
 PROMETHEUS_DIR = REPO_ROOT / paths.PROMETHEUS_DIR
-CONFIG_FILE = PROMETHEUS_DIR / "prometheus.yml"
-RULES_DIR = PROMETHEUS_DIR / "rules"
-RULE_TESTS_DIR = PROMETHEUS_DIR / "tests"
+CONFIG_FILE = REPO_ROOT / paths.PROMETHEUS_CONFIG
+RULES_DIR = REPO_ROOT / paths.RULES_DIR
+RULE_TESTS_DIR = REPO_ROOT / paths.RULE_TESTS_DIR
 RUNBOOK = REPO_ROOT / paths.RUNBOOK
 RUNBOOK_BASE_URL = runbook_links.load_base_url()
 

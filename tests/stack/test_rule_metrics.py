@@ -25,6 +25,7 @@ import yaml
 
 from neuros.metrics import PREFIX
 from stacktools import check_stack as cs
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.agent import reading
 from tests.support.processes import LiveAgent
@@ -51,7 +52,7 @@ def missing_metrics(reads: Mapping[str, set[str]], exported: set[str]) -> dict[s
 
 
 def test_checker_reports_a_misspelled_metric(tmp_path: Path) -> None:
-    rules = tmp_path / cs.RULES_DIR / "rules.yml"
+    rules = tmp_path / paths.RULES_DIR / "rules.yml"
     rules.parent.mkdir(parents=True)
     rules.write_text(
         yaml.safe_dump(

@@ -59,7 +59,7 @@ def _agent_job() -> str:
     """The scrape job of the agent in prometheus/prometheus.yml (dashboards select it)."""
     report = check_stack.Report()
     hosts = check_stack.load_compose(REPO_ROOT, report)
-    config = check_stack.load_yaml(REPO_ROOT / check_stack.PROMETHEUS_CONFIG)
+    config = check_stack.load_yaml(REPO_ROOT / paths.PROMETHEUS_CONFIG)
     jobs = check_stack.agent_jobs(config, hosts)
     assert len(jobs) == 1, f"expected one agent scrape job, found {sorted(jobs)}"
     return next(iter(jobs))

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stacktools import paths
+from stacktools.paths import REPO_ROOT
 from tests.support.stub_docker import (
     STORAGE_SCRIPT,
     STUB_RECLAIMED_BYTES,
@@ -445,7 +447,7 @@ services:
         max-file: "${LOG_MAX_FILE:-3}"  # rotated files kept
 """
 )
-REAL_COMPOSE = STORAGE_SCRIPT.parent.parent / "docker-compose.yml"
+REAL_COMPOSE = REPO_ROOT / paths.COMPOSE_FILE
 RETENTION_LABELS = {
     "prometheus_retention_time": "Prometheus retention time",
     "prometheus_retention_size": "Prometheus retention size",

@@ -139,7 +139,7 @@ def break_dashboard_uid(repo: Path) -> tuple[str, str]:
 
 
 def break_datasource_link(repo: Path) -> tuple[str, str]:
-    for path in sorted((repo / cs.DATASOURCES_DIR).glob("*.yml")):
+    for path in sorted((repo / paths.DATASOURCES_DIR).glob("*.yml")):
         document = yaml.safe_load(path.read_text())
         for datasource in document.get("datasources") or []:
             for node in cs.walk_json(datasource.get("jsonData") or {}):
@@ -167,7 +167,7 @@ def break_dashboard_metric(repo: Path) -> tuple[str, str]:
 
 
 def break_rule_metric(repo: Path) -> tuple[str, str]:
-    for path in sorted((repo / cs.RULES_DIR).glob("*.yml")):
+    for path in sorted((repo / paths.RULES_DIR).glob("*.yml")):
         lines = path.read_text().splitlines(keepends=True)
         for number, line in enumerate(lines):
             name = _agent_metric_token(line) if line.lstrip().startswith("expr:") else None
@@ -180,7 +180,7 @@ def break_rule_metric(repo: Path) -> tuple[str, str]:
 
 def break_runbook(repo: Path) -> tuple[str, str]:
     alert = next(r for r in cs.load_rules(repo, cs.Report()) if r.kind == "alert")
-    runbook = repo / cs.RUNBOOK
+    runbook = repo / paths.RUNBOOK
     text = runbook.read_text()
     assert f"\n## {alert.name}\n" in text
     runbook.write_text(text.replace(f"\n## {alert.name}\n", "\n## Something else\n"))
@@ -189,26 +189,26 @@ def break_runbook(repo: Path) -> tuple[str, str]:
 
 def break_runbook_metric(repo: Path) -> tuple[str, str]:
     """A runbook query reading a metric no one produces (its first agent metric)."""
-    runbook = repo / cs.RUNBOOK
+    runbook = repo / paths.RUNBOOK
     text = runbook.read_text()
     reads = cs.runbook_metric_reads(text)
     line, name, _ = next(read for read in reads if read[1].startswith("neuros_"))
     lines = text.splitlines(keepends=True)
     lines[line - 1] = re.sub(rf"(?<![\w:]){name}(?![\w:])", f"{name}_gone", lines[line - 1])
     runbook.write_text("".join(lines))
-    return str(cs.RUNBOOK), f"line {line}: metric {name + '_gone'!r} is produced by nothing"
+    return str(paths.RUNBOOK), f"line {line}: metric {name + '_gone'!r} is produced by nothing"
 
 
 def break_runbook_collector_metric(repo: Path) -> tuple[str, str]:
     """The runbook names a collector metric by its fallback name (no unit suffix), as it
     did with otelcol_process_memory_rss."""
-    runbook = repo / cs.RUNBOOK
+    runbook = repo / paths.RUNBOOK
     text = runbook.read_text()
     assert "`otelcol_process_memory_rss_bytes`" in text
     runbook.write_text(
         text.replace("`otelcol_process_memory_rss_bytes`", "`otelcol_process_memory_rss`")
     )
-    return str(cs.RUNBOOK), (
+    return str(paths.RUNBOOK), (
         "metric 'otelcol_process_memory_rss' is produced by nothing"
         ' (did you mean "otelcol_process_memory_rss_bytes"?)'
     )
@@ -216,15 +216,15 @@ def break_runbook_collector_metric(repo: Path) -> tuple[str, str]:
 
 def break_collector_readers(repo: Path) -> tuple[str, str]:
     """Without the readers block the collector's metric names lose their suffixes."""
-    path = repo / cs.OTEL_CONFIG
+    path = repo / paths.OTEL_CONFIG
     document = yaml.safe_load(path.read_text())
     del document["service"]["telemetry"]["metrics"]["readers"]
     path.write_text(yaml.safe_dump(document))
-    return str(cs.OTEL_CONFIG), "has no readers/pull/prometheus exporter"
+    return str(paths.OTEL_CONFIG), "has no readers/pull/prometheus exporter"
 
 
 def _first_scrape_target(repo: Path) -> tuple[str, str, int]:
-    config = yaml.safe_load((repo / cs.PROMETHEUS_CONFIG).read_text())
+    config = yaml.safe_load((repo / paths.PROMETHEUS_CONFIG).read_text())
     for job in config["scrape_configs"]:
         for static in job.get("static_configs") or []:
             for target in static.get("targets") or []:
@@ -236,44 +236,46 @@ def _first_scrape_target(repo: Path) -> tuple[str, str, int]:
 
 def break_compose_service(repo: Path) -> tuple[str, str]:
     job, host, port = _first_scrape_target(repo)
-    compose = as_written(repo / cs.COMPOSE_FILE)
+    compose = as_written(repo / paths.COMPOSE_FILE)
     compose["services"][f"{host}-renamed"] = compose["services"].pop(host)
-    (repo / cs.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
+    (repo / paths.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
     problem = f"scrape job {job!r} target '{host}:{port}': no compose service {host!r}"
-    return str(cs.PROMETHEUS_CONFIG), problem
+    return str(paths.PROMETHEUS_CONFIG), problem
 
 
 def break_compose_port(repo: Path) -> tuple[str, str]:
     _, host, port = _first_scrape_target(repo)
-    compose = as_written(repo / cs.COMPOSE_FILE)
+    compose = as_written(repo / paths.COMPOSE_FILE)
     service = compose["services"][host]
     service["expose"] = [p for p in service.get("expose", []) if not str(p).startswith(str(port))]
     service["ports"] = [p for p in service.get("ports", []) if not str(p).endswith(f":{port}")]
-    (repo / cs.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
-    return str(cs.PROMETHEUS_CONFIG), f"compose service {host!r} does not expose port {port}"
+    (repo / paths.COMPOSE_FILE).write_text(yaml.safe_dump(compose))
+    return str(paths.PROMETHEUS_CONFIG), f"compose service {host!r} does not expose port {port}"
 
 
 def break_collector_listen_port(repo: Path) -> tuple[str, str]:
-    path = repo / cs.OTEL_CONFIG
+    path = repo / paths.OTEL_CONFIG
     document = yaml.safe_load(path.read_text())
     telemetry = document["service"]["telemetry"]
     node = next(n for n in cs.walk_json(telemetry) if isinstance(n.get("port"), int))
     port = node["port"]
     node["port"] = port + 1
     path.write_text(yaml.safe_dump(document))
-    return str(cs.COMPOSE_FILE), f"exposes {port}, but {cs.OTEL_CONFIG} listens on no such port"
+    return str(
+        paths.COMPOSE_FILE
+    ), f"exposes {port}, but {paths.OTEL_CONFIG} listens on no such port"
 
 
 def break_tempo_remote_write(repo: Path) -> tuple[str, str]:
-    path = repo / cs.TEMPO_CONFIG
+    path = repo / paths.TEMPO_CONFIG
     url = cs.tempo_remote_writes(yaml.safe_load(path.read_text()))[0]
     host, _ = cs.parse_endpoint(url) or ("", 0)
     path.write_text(path.read_text().replace(f"//{host}:", f"//{host}-gone:"))
-    return str(cs.TEMPO_CONFIG), f"remote_write url {url.replace(host, host + '-gone')!r}"
+    return str(paths.TEMPO_CONFIG), f"remote_write url {url.replace(host, host + '-gone')!r}"
 
 
 def break_agent_otlp_endpoint(repo: Path) -> tuple[str, str]:
-    path = repo / cs.COMPOSE_FILE
+    path = repo / paths.COMPOSE_FILE
     compose = as_written(path)
     variable = cs.OTLP_ENDPOINT_VARIABLES[0]
     for name, service in compose["services"].items():
@@ -282,7 +284,7 @@ def break_agent_otlp_endpoint(repo: Path) -> tuple[str, str]:
             host, port = cs.parse_endpoint(value) or ("", 0)
             service["environment"][variable] = value.replace(f":{port}", f":{port + 100}")
             path.write_text(yaml.safe_dump(compose))
-            return str(cs.COMPOSE_FILE), (
+            return str(paths.COMPOSE_FILE), (
                 f"service {name!r} {variable}"
                 f" {service['environment'][variable]!r}: compose service {host!r} does not"
                 f" expose port {port + 100}"
@@ -301,27 +303,27 @@ def _agent_service(compose: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def break_agent_metrics_port(repo: Path) -> tuple[str, str]:
     """The agent moves /metrics to another (exposed) port; Prometheus still scrapes
     the old one."""
-    path = repo / cs.COMPOSE_FILE
+    path = repo / paths.COMPOSE_FILE
     compose = as_written(path)
     name, service = _agent_service(compose)
     port = int(service["environment"][cs.METRICS_PORT_VARIABLE])
     service["environment"][cs.METRICS_PORT_VARIABLE] = str(port + 1)
     service["expose"] = [*service.get("expose", []), str(port + 1)]
     path.write_text(yaml.safe_dump(compose))
-    return str(cs.PROMETHEUS_CONFIG), (
+    return str(paths.PROMETHEUS_CONFIG), (
         f"target '{name}:{port}': the agent serves /metrics only on"
         f" {cs.METRICS_PORT_VARIABLE}={port + 1}"
     )
 
 
 def break_agent_metrics_published(repo: Path) -> tuple[str, str]:
-    path = repo / cs.COMPOSE_FILE
+    path = repo / paths.COMPOSE_FILE
     compose = as_written(path)
     name, service = _agent_service(compose)
     port = service["environment"][cs.METRICS_PORT_VARIABLE]
     service["ports"] = [*service.get("ports", []), f"127.0.0.1:{port}:{port}"]
     path.write_text(yaml.safe_dump(compose))
-    return str(cs.COMPOSE_FILE), (
+    return str(paths.COMPOSE_FILE), (
         f"service {name!r} {cs.METRICS_PORT_VARIABLE}={port} is published"
     )
 
@@ -801,14 +803,14 @@ def test_listeners_of_the_service_mounting_a_config(tmp_path: Path) -> None:
     assert listeners == [("localhost", 4317), ("0.0.0.0", 8889)]
     report = cs.Report()
     hosts = cs.load_compose(tmp_path, report)
-    cs.check_listeners(cs.OTEL_CONFIG, listeners, tmp_path, hosts, report)
+    cs.check_listeners(paths.OTEL_CONFIG, listeners, tmp_path, hosts, report)
     assert [str(f) for f in report.findings] == [
         "otel/config.yml: listens on localhost:4317: unreachable from other containers",
         "docker-compose.yml: service 'otel' exposes 8888, but otel/config.yml listens on no"
         " such port (listens on 4317, 8889)",
     ]
     unmounted = cs.Report()
-    cs.check_listeners(cs.TEMPO_CONFIG, [], tmp_path, hosts, unmounted)
+    cs.check_listeners(paths.TEMPO_CONFIG, [], tmp_path, hosts, unmounted)
     assert [f.message for f in unmounted.findings] == [
         "no compose service mounts it (docker-compose.yml)"
     ]
@@ -863,7 +865,7 @@ def test_live_queries_report_empty_failed_and_stale(tmp_path: Path) -> None:
 
 
 def test_expectations_file_is_validated(tmp_path: Path) -> None:
-    path = tmp_path / cs.EXPECTED_EMPTY_FILE
+    path = tmp_path / paths.EXPECTED_EMPTY_FILE
     path.parent.mkdir(parents=True)
     entries = [
         {"panel": "k6", "reason": "no load test"},

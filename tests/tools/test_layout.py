@@ -258,7 +258,7 @@ def test_only_stacktools_compose_reads_the_compose_file() -> None:
     "source",
     [
         'doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())',
-        "def f(repo):\n    path = repo / cs.COMPOSE_FILE\n"
+        "def f(repo):\n    path = repo / paths.COMPOSE_FILE\n"
         "    return yaml.safe_load(path.read_text())",
         'def f(stack):\n    return yaml.safe_load(stack.compose("config", "db").stdout)',
         "def f(out):\n    text = SCALE_FILE.read_text()\n    return json.loads(text)",

@@ -24,13 +24,14 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from stacktools import paths
 from stacktools.paths import REPO_ROOT
 from tests.support.dockerfile import Stage, dockerfile
 from tests.support.tooling import in_ci
 
-PYPROJECT = REPO_ROOT / "pyproject.toml"
-LOCK = REPO_ROOT / "uv.lock"
-TEST_SCRIPT = REPO_ROOT / "scripts" / "test.sh"
+PYPROJECT = REPO_ROOT / paths.PYPROJECT
+LOCK = REPO_ROOT / paths.LOCK_FILE
+TEST_SCRIPT = REPO_ROOT / paths.TEST_SCRIPT
 
 # Pinned with == in the dev extra: a lint or type finding never comes from an upgrade,
 # and the scripts install that uv release.
