@@ -1,4 +1,5 @@
-"""Fixtures only: the app in-process, the real agent under uvicorn, PostgreSQL.
+"""Fixtures only: the app in-process, the real agent under uvicorn, PostgreSQL, real
+Prometheus servers, an OTLP sink, and stacks of the real compose file in Docker.
 
 What they build, and every other shared helper, lives in tests/support/.
 """
@@ -19,9 +20,12 @@ from prometheus_client import CollectorRegistry
 from neuros.auth.admin_token import bearer
 from neuros.config import Settings
 from neuros.main import create_app
+from stacktools.otlp_sink import OtlpSink
 from tests.support.agent import InProcess, add_token
+from tests.support.dockerstack import StartStack, compose_stacks
 from tests.support.postgres_server import PostgresServer, find_bindir
 from tests.support.processes import LiveAgent, free_port
+from tests.support.prometheus_server import PrometheusServer, prometheus_servers
 
 
 @pytest.fixture
@@ -109,3 +113,37 @@ def pg_url(postgres_server: PostgresServer) -> str:
 def backend() -> str:
     """The storage backend make_app builds on; a module overrides it to run both."""
     return "sqlite"
+
+
+# --- Servers the telemetry tests read back --------------------------------------
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
+    """Start real Prometheus servers (promtool's sibling binary) for one test."""
+    with prometheus_servers(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpSink]:
+    """A real OTLP/HTTP trace receiver for one test."""
+    with OtlpSink() as running:
+        yield running
+
+
+# --- Docker (tests marked docker; tests/support/dockerstack.py) ------------------
+
+
+@pytest.fixture
+def docker_stack(request: pytest.FixtureRequest) -> Iterator[StartStack]:
+    """Stacks that live for one test."""
+    with compose_stacks(request) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def docker_stack_module(request: pytest.FixtureRequest) -> Iterator[StartStack]:
+    """Stacks shared by the tests of one module."""
+    with compose_stacks(request) as start:
+        yield start

@@ -47,12 +47,6 @@ EXEMPLAR = re.compile(
 
 
 @pytest.fixture
-def sink() -> Iterator[OtlpSink]:
-    with OtlpSink() as running:
-        yield running
-
-
-@pytest.fixture
 def traced_agent(live_agent: Callable[..., LiveAgent], sink: OtlpSink) -> LiveAgent:
     return live_agent(
         env={

@@ -54,9 +54,6 @@ def on_stack(test: Test) -> Test:
     return cast(Test, pytest.mark.slow(pytest.mark.docker(test)))
 
 
-docker_stack = dockerstack.docker_stack
-docker_stack_module = dockerstack.docker_stack_module
-
 AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
 SERVICES = (AGENT, PROMETHEUS, ALERTMANAGER)
 PROMETHEUS_CONFIG = REPO_ROOT / paths.PROMETHEUS_CONFIG

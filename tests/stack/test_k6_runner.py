@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from stacktools.generate import dashboards
 from stacktools.paths import REPO_ROOT
 from tests.support.compose_model import DEMO_TOKEN_FILE
 from tests.support.processes import LiveAgent, wait_until
-from tests.support.prometheus_server import PrometheusServer, prometheus_servers
+from tests.support.prometheus_server import PrometheusServer
 from tests.support.tooling import tool
 
 RUNNER = REPO_ROOT / paths.K6_RUNNER
@@ -84,12 +84,6 @@ def agent_run(
     """The runner against the live agent, with its token in the environment."""
     env = {TOKEN_VARIABLE: agent.token, **env}
     return run(workdir, *args, base_url=agent.url, runner=RUNNER, **env)
-
-
-@pytest.fixture
-def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
-    with prometheus_servers(tmp_path) as start:
-        yield start
 
 
 def run(

@@ -79,9 +79,6 @@ def on_docker(test: Test) -> Test:
     return cast(Test, pytest.mark.slow(pytest.mark.docker(test)))
 
 
-docker_stack = dockerstack.docker_stack
-docker_stack_module = dockerstack.docker_stack_module
-
 PROMETHEUS = "prometheus"
 SERVICES = (POSTGRES, AGENT, LOAD_BALANCER, PROMETHEUS)
 REPLICAS = 2

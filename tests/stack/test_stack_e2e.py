@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from tests.support.processes import LiveAgent
 from tests.support.prometheus_server import (
     STACK_FLAGS,
     PrometheusServer,
-    prometheus_servers,
     repo_config,
 )
 
@@ -47,12 +46,6 @@ MAX_BODY_BYTES = 4096
 DEADLINE_SECONDS = 40.0
 # Rejected batches store nothing, so this user never gets data.
 READINGS_OF_NOBODY = "/v1/users/e2e-rejected/readings"
-
-
-@pytest.fixture
-def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
-    with prometheus_servers(tmp_path) as start:
-        yield start
 
 
 def _agent_job() -> str:

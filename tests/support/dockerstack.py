@@ -19,10 +19,9 @@ compose network: ``stack.agent_metrics()`` reads it from within its container.
 
 Docker tests are marked ``docker``. :func:`require_docker` skips them unless
 ``NEUROS_TEST_DOCKER=1`` or ``CI=true``, and fails them when they were asked for but
-the engine is not usable. The fixtures :func:`docker_stack` (one test) and
-:func:`docker_stack_module` (one module) yield ``start(services, ...)``; a test module
-uses them by assignment (``docker_stack = dockerstack.docker_stack``), since an
-import would be flagged as unused.
+the engine is not usable. The fixtures ``docker_stack`` (one test) and
+``docker_stack_module`` (one module), in tests/conftest.py, yield
+``start(services, ...)`` from :func:`compose_stacks`.
 """
 
 from __future__ import annotations
@@ -440,17 +439,3 @@ def show(request: pytest.FixtureRequest, text: str) -> None:
         reporter.write_line("")
         for line in text.splitlines():
             reporter.write_line(line)
-
-
-@pytest.fixture
-def docker_stack(request: pytest.FixtureRequest) -> Iterator[StartStack]:
-    """Stacks that live for one test."""
-    with compose_stacks(request) as start:
-        yield start
-
-
-@pytest.fixture(scope="module")
-def docker_stack_module(request: pytest.FixtureRequest) -> Iterator[StartStack]:
-    """Stacks shared by the tests of one module."""
-    with compose_stacks(request) as start:
-        yield start

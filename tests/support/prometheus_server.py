@@ -126,16 +126,8 @@ class PrometheusServer:
 
 @contextmanager
 def prometheus_servers(directory: Path) -> Iterator[Callable[..., PrometheusServer]]:
-    """``start(config)`` runs one more Prometheus; all are stopped on exit.
-
-    A test module makes it a fixture (pytest_plugins would import this module before
-    pytest can rewrite its asserts)::
-
-        @pytest.fixture
-        def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
-            with prometheus_servers(tmp_path) as start:
-                yield start
-    """
+    """``start(config)`` runs one more Prometheus; all are stopped on exit (the fixture
+    ``prometheus_server`` of tests/conftest.py)."""
     servers: list[PrometheusServer] = []
 
     def start(config: Mapping[str, Any]) -> PrometheusServer:

@@ -274,3 +274,23 @@ def test_the_compose_reader_check_allows_reading_its_text() -> None:
 
 def test_scripts_holds_no_python_module() -> None:
     assert [p.name for p in (REPO_ROOT / paths.SCRIPTS_DIR).rglob("*.py")] == []
+
+
+def fixtures_in(source: str) -> list[str]:
+    """Functions of ``source`` decorated as pytest fixtures."""
+    return [
+        node.name
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(ast.unparse(d).startswith("pytest.fixture") for d in node.decorator_list)
+    ]
+
+
+def test_fixtures_live_in_conftest_not_in_support() -> None:
+    support = {
+        str(path): names
+        for path in sorted((TESTS / SUPPORT).glob("*.py"))
+        if (names := fixtures_in(path.read_text(encoding="utf-8")))
+    }
+    assert support == {}
+    assert fixtures_in("import pytest\n\n@pytest.fixture(scope='module')\ndef f() -> None: ...")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
@@ -24,12 +23,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from stacktools.otlp_sink import OtlpSink, ReceivedSpan
 from stacktools.paths import REPO_ROOT
-
-
-@pytest.fixture
-def sink() -> Iterator[OtlpSink]:
-    with OtlpSink() as running:
-        yield running
 
 
 def emit_two_spans(sink: OtlpSink, compression: Compression = Compression.NoCompression) -> None:
