@@ -9,7 +9,9 @@ Entry points (run from the repository root; the shell wrappers live in scripts/)
 - ``python3 stacktools/perf_gate.py``: the k6 performance gate (``k6/perf-gate.sh``,
   ``k6/run-load-tests.sh``); standard library only, so any python3 runs it.
 - ``python -m stacktools.otlp_sink``: a real OTLP/HTTP trace receiver (tests, benchmark).
-- ``python -m stacktools.bench.agent``: the ingest-engine benchmark (``scripts/bench-agent.sh``).
+- ``python -m stacktools.bench.agent``: the ingest-engine benchmark (``scripts/bench-agent.sh``);
+  ``python -m stacktools.bench.auth`` (the auth check alone) and ``python -m
+  stacktools.bench.tracing`` (the span pipeline alone) measure one part each.
 
 Shared by all of them: ``stacktools.paths`` (where everything is) and
 ``stacktools.compose`` (the compose file, as written or rendered).

@@ -81,22 +81,22 @@ from neuros.auth.tokens import ALL_USERS, Scope
 from neuros.auth.tokens_file import TokensFile
 from stacktools import paths
 from stacktools.bench.common import (
-    _K6_DURATION,
     AUTH_PROBE_PATH,
     INGEST_MEASURE_OFFSET,
+    K6_DURATION,
     PROG,
     START_TIMEOUT_SECONDS,
     BenchError,
     K6Job,
     K6Summary,
-    _get,
-    _k6_numbers,
-    _num,
-    _tail,
     cpu_seconds,
     db_file_bytes,
+    fmt,
+    k6_numbers,
     log,
+    log_tail,
     median,
+    median_value,
     paired_ratio,
     ratio,
     seconds,
@@ -228,7 +228,7 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
 
     def g(config: str, name: str) -> float | None:
-        return _get(medians, config, name)
+        return median_value(medians, config, name)
 
     if "a" in parts:
         value = ratio(g("agent-off", "rps"), g("floor", "rps"))
@@ -319,14 +319,14 @@ def format_report(
     """The human report: per part, the medians, the ratio, its target and verdict."""
 
     def g(config: str, name: str) -> float | None:
-        return _get(medians, config, name)
+        return median_value(medians, config, name)
 
     def row(label: str, config: str) -> str:
         return (
-            f"    {label:<24}{_num(g(config, 'rps'), '>9.1f')} req/s"
-            f"   p95 {_num(g(config, 'p95_ms'), '>7.1f')} ms"
-            f"   p99 {_num(g(config, 'p99_ms'), '>7.1f')} ms"
-            f"   CPU {_num(g(config, 'cpu_us_per_request'), '>6.0f')} us/req"
+            f"    {label:<24}{fmt(g(config, 'rps'), '>9.1f')} req/s"
+            f"   p95 {fmt(g(config, 'p95_ms'), '>7.1f')} ms"
+            f"   p99 {fmt(g(config, 'p99_ms'), '>7.1f')} ms"
+            f"   CPU {fmt(g(config, 'cpu_us_per_request'), '>6.0f')} us/req"
         )
 
     lines = [f"medians of {facts.get('rounds', '?')} interleaved round(s)", ""]
@@ -337,9 +337,8 @@ def format_report(
             row("agent, telemetry off", "agent-off"),
             row("floor (read_batch)", "floor"),
             row("floor (classic body)", "floor-classic"),
-            f"    ratio agent/floor: {_num(r['ratio'])}   target {r['target']}: "
-            f"{verdict(r['met'])}",
-            f"    ratio agent/classic floor: {_num(r['ratio_classic'])}   (no target)",
+            f"    ratio agent/floor: {fmt(r['ratio'])}   target {r['target']}: {verdict(r['met'])}",
+            f"    ratio agent/classic floor: {fmt(r['ratio_classic'])}   (no target)",
             "",
         ]
     if "b" in results:
@@ -348,19 +347,19 @@ def format_report(
             "(b) full telemetry vs telemetry off, closed loop",
             row("full telemetry", "agent-full"),
             row("telemetry off", "agent-off"),
-            f"    ratio full/off: {_num(r['ratio'])}   target {r['target']}: {verdict(r['met'])}",
+            f"    ratio full/off: {fmt(r['ratio'])}   target {r['target']}: {verdict(r['met'])}",
             "",
         ]
     if "c" in results:
         r = results["c"]
         lines += [
-            f"(c) prefilled ({_num(facts.get('prefilled_mb'), '.0f')} MB) vs empty database, "
+            f"(c) prefilled ({fmt(facts.get('prefilled_mb'), '.0f')} MB) vs empty database, "
             f"{facts['latency_rate']} req/s ingest + KPI reads, full telemetry",
             row("prefilled", "c-prefilled"),
             row("empty (last 15 days)", "c-empty"),
-            f"    ratio p95 prefilled/empty: {_num(r['p95_ratio'])}   target {r['target']}: "
+            f"    ratio p95 prefilled/empty: {fmt(r['p95_ratio'])}   target {r['target']}: "
             f"{verdict(r['met_p95'])}",
-            f"    ratio p99 prefilled/empty: {_num(r['p99_ratio'])}   target {r['target']}: "
+            f"    ratio p99 prefilled/empty: {fmt(r['p99_ratio'])}   target {r['target']}: "
             f"{verdict(r['met_p99'])}",
             "",
         ]
@@ -371,11 +370,11 @@ def format_report(
             " telemetry off",
             row("heavy (288/day)", "d-heavy"),
             row("light (1/day)", "d-light"),
-            f"    cost per ingest+read: heavy {_num(g('d-heavy', 'pair_cost_us'), '.0f')} us, "
-            f"light {_num(g('d-light', 'pair_cost_us'), '.0f')} us",
-            f"    ratio cost heavy/light: {_num(r['cost_ratio'])}   target {r['target']}: "
+            f"    cost per ingest+read: heavy {fmt(g('d-heavy', 'pair_cost_us'), '.0f')} us, "
+            f"light {fmt(g('d-light', 'pair_cost_us'), '.0f')} us",
+            f"    ratio cost heavy/light: {fmt(r['cost_ratio'])}   target {r['target']}: "
             f"{verdict(r['met'])}",
-            f"    ratio p95 heavy/light: {_num(r['p95_ratio'])}   (no target)",
+            f"    ratio p95 heavy/light: {fmt(r['p95_ratio'])}   (no target)",
             "",
         ]
     if "e" in results:
@@ -383,8 +382,8 @@ def format_report(
         lines.append("(e) ingest at constant arrival rates, full telemetry")
         for point in r["rates"]:
             lines.append(
-                f"    {point['rate']:>4} req/s   p99 {_num(point['p99_ms'], '>8.1f')} ms   "
-                f"dropped {_num(point['dropped_iterations'], '.0f'):>6}   "
+                f"    {point['rate']:>4} req/s   p99 {fmt(point['p99_ms'], '>8.1f')} ms   "
+                f"dropped {fmt(point['dropped_iterations'], '.0f'):>6}   "
                 f"{'holds' if point['holds'] else 'does not hold'}"
             )
         highest = r["highest_holding_rate"]
@@ -400,11 +399,11 @@ def format_report(
             f"(f) API auth on vs off, closed loop, {facts['vus']} VUs, telemetry off",
             row("auth on (as deployed)", "f-auth"),
             row("auth off (bench_noauth)", "f-noauth"),
-            f"    ratio auth/no-auth (median of per-round ratios): {_num(r['ratio'])}   "
+            f"    ratio auth/no-auth (median of per-round ratios): {fmt(r['ratio'])}   "
             f"target {r['target']}: {verdict(r['met'])}",
-            f"    ratio of the medians above: {_num(r.get('ratio_of_medians'))}",
-            f"    ratio p95 auth/no-auth: {_num(r['p95_ratio'])}   "
-            f"p99: {_num(r['p99_ratio'])}   (no target)",
+            f"    ratio of the medians above: {fmt(r.get('ratio_of_medians'))}",
+            f"    ratio p95 auth/no-auth: {fmt(r['p95_ratio'])}   "
+            f"p99: {fmt(r['p99_ratio'])}   (no target)",
             "",
         ]
     if "g" in results:
@@ -859,7 +858,7 @@ class Bench:
             if match:
                 return proc, match.group(1)
             if proc.poll() is not None:
-                raise BenchError(f"the OTLP receiver exited:\n{_tail(log_path)}")
+                raise BenchError(f"the OTLP receiver exited:\n{log_tail(log_path)}")
             time.sleep(0.05)
         raise BenchError("the OTLP receiver did not start")
 
@@ -907,7 +906,7 @@ class Bench:
         for _, proc in started:
             statuses.append(proc.wait())
             self.procs.stop(proc)
-        return [_k6_numbers(job, status) for job, status in zip(jobs, statuses, strict=True)]
+        return [k6_numbers(job, status) for job, status in zip(jobs, statuses, strict=True)]
 
     # -- databases
 
@@ -1217,7 +1216,7 @@ def write_chart(
     plt: Any = importlib.import_module("matplotlib.pyplot")
 
     def g(config: str, name: str) -> float:
-        value = _get(medians, config, name)
+        value = median_value(medians, config, name)
         return math.nan if value is None else value
 
     def bars(ax: Any, labels: list[str], values: list[float], title: str, unit: str) -> None:
@@ -1240,7 +1239,7 @@ def write_chart(
         ax.legend(fontsize=8)
 
     def verdict_of(part: str, value: float | None) -> str:
-        return f"{_num(value)} {results[part]['target']} {verdict(results[part]['met'])}"
+        return f"{fmt(value)} {results[part]['target']} {verdict(results[part]['met'])}"
 
     panels = [part for part in PARTS if part in results]
     cols = min(3, len(panels))
@@ -1272,7 +1271,7 @@ def write_chart(
                 ax,
                 ["c-prefilled", "c-empty"],
                 ["prefilled", "empty"],
-                f"(c) p95 {_num(r['p95_ratio'], '.2f')} p99 {_num(r['p99_ratio'], '.2f')}"
+                f"(c) p95 {fmt(r['p95_ratio'], '.2f')} p99 {fmt(r['p99_ratio'], '.2f')}"
                 f" {r['target']} {verdict(r['met'])}",
             )
         elif part == "d":
@@ -1295,8 +1294,8 @@ def write_chart(
                 ax,
                 ["SQLite", "PG", "PG x2", "SQLite 1/tx"],
                 [g(c, "rps") for c in ("g-sqlite", "g-pg", "g-pg-2r", "g-sqlite-nogroup")],
-                f"(g) PG/SQLite {_num(r['ratio_pg_sqlite'], '.2f')}, "
-                f"2 agents/1 {_num(r['ratio_two_agents_one'], '.2f')}",
+                f"(g) PG/SQLite {fmt(r['ratio_pg_sqlite'], '.2f')}, "
+                f"2 agents/1 {fmt(r['ratio_two_agents_one'], '.2f')}",
                 "ingests/s",
             )
         else:
@@ -1414,7 +1413,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         dry_run=args.dry_run,
     )
     for name in ("duration", "rate_duration", "warmup"):
-        if not _K6_DURATION.match(getattr(opts, name)):
+        if not K6_DURATION.match(getattr(opts, name)):
             parser.error(f"--{name.replace('_', '-')} must look like 20s or 1m30s")
     for name in ("rounds", "vus", "prefill_mb", "latency_rate", "profile_users"):
         if getattr(opts, name) < 1:

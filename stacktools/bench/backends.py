@@ -59,11 +59,11 @@ from stacktools.bench.common import (
     BenchError,
     K6Job,
     K6Summary,
-    _get,
-    _num,
     cpu_seconds,
     db_file_bytes,
+    fmt,
     log,
+    median_value,
     paired_ratio,
     ratio,
     seconds,
@@ -180,7 +180,7 @@ def evaluate(
     its capacity table."""
 
     def g(config: str, name: str) -> float | None:
-        return _get(medians, config, name)
+        return median_value(medians, config, name)
 
     def paired(numerator: str, denominator: str, name: str = "rps") -> float | None:
         value = paired_ratio(runs, numerator, denominator, name)
@@ -227,7 +227,7 @@ def _count(value: float | None) -> str:
 
 
 def _cell(value: float | None, spec: str, width: int) -> str:
-    return f"{_num(value, spec):>{width}}"
+    return f"{fmt(value, spec):>{width}}"
 
 
 # The table's columns: heading, metric, format, width.
@@ -247,7 +247,7 @@ def report_lines(
     """Part (g) in the human report: one row a configuration, the ratios, capacity."""
 
     def g(config: str, name: str) -> float | None:
-        return _get(medians, config, name)
+        return median_value(medians, config, name)
 
     lines = [
         f"(g) storage backends: SQLite vs PostgreSQL {facts.get('pg_version') or '?'} (fsync=on),"
@@ -265,14 +265,14 @@ def report_lines(
     per_commit = result["pg_wal_syncs_per_commit"]
     two = f"{_count(g('g-pg-2r', 'requests_r1'))} + {_count(g('g-pg-2r', 'requests_r2'))}"
     lines += [
-        f"    ratio PostgreSQL/SQLite ingests/s, 1 agent: {_num(result['ratio_pg_sqlite'])}"
-        f"   CPU/request (agent + PG server)/SQLite agent: {_num(result['ratio_cpu_pg_sqlite'])}",
-        f"    ratio 2 agents/1 agent on PostgreSQL: {_num(result['ratio_two_agents_one'])}",
-        f"    ratio SQLite group commit/one COMMIT per batch: {_num(result['ratio_group_commit'])}",
+        f"    ratio PostgreSQL/SQLite ingests/s, 1 agent: {fmt(result['ratio_pg_sqlite'])}"
+        f"   CPU/request (agent + PG server)/SQLite agent: {fmt(result['ratio_cpu_pg_sqlite'])}",
+        f"    ratio 2 agents/1 agent on PostgreSQL: {fmt(result['ratio_two_agents_one'])}",
+        f"    ratio SQLite group commit/one COMMIT per batch: {fmt(result['ratio_group_commit'])}",
         f"    WAL syncs per ingest, 1 VU -> {facts['vus']} VUs: SQLite "
-        f"{_num(syncs['sqlite']['one_vu'])} -> {_num(syncs['sqlite']['n_vus'])}, PostgreSQL "
-        f"{_num(syncs['postgresql']['one_vu'])} -> {_num(syncs['postgresql']['n_vus'])}"
-        f" (per commit {_num(per_commit['one_vu'])} -> {_num(per_commit['n_vus'])})",
+        f"{fmt(syncs['sqlite']['one_vu'])} -> {fmt(syncs['sqlite']['n_vus'])}, PostgreSQL "
+        f"{fmt(syncs['postgresql']['one_vu'])} -> {fmt(syncs['postgresql']['n_vus'])}"
+        f" (per commit {fmt(per_commit['one_vu'])} -> {fmt(per_commit['n_vus'])})",
         "    checked in every run: readings acknowledged = readings the database gained;"
         f" 2 agents: {two} acknowledged",
         f"    capacity at one reading per user every {READING_INTERVAL_SECONDS // 60} min; agents"
@@ -296,8 +296,8 @@ def report_lines(
     }
     lines += [
         f"    per user: {READINGS_PER_DAY} readings/day (300 RR intervals each) = "
-        f"{_num(mb_a_day['postgresql'], '.2f')} MB/day on PostgreSQL, "
-        f"{_num(mb_a_day['sqlite'], '.2f')} MB/day on SQLite",
+        f"{fmt(mb_a_day['postgresql'], '.2f')} MB/day on PostgreSQL, "
+        f"{fmt(mb_a_day['sqlite'], '.2f')} MB/day on SQLite",
         "",
     ]
     return lines

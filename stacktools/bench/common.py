@@ -51,7 +51,9 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else math.nan
 
 
-def _get(medians: Mapping[str, Mapping[str, float]], config: str, name: str) -> float | None:
+def median_value(
+    medians: Mapping[str, Mapping[str, float]], config: str, name: str
+) -> float | None:
     value = medians.get(config, {}).get(name)
     return None if value is None or math.isnan(value) else value
 
@@ -76,18 +78,18 @@ def paired_ratio(
     return median(ratios) if ratios else None
 
 
-def _num(value: float | None, spec: str = ".3f") -> str:
+def fmt(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
-_K6_DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
+K6_DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def seconds(duration: str) -> float:
     """A k6 duration (``1m30s``) in seconds."""
-    if not _K6_DURATION.match(duration):
+    if not K6_DURATION.match(duration):
         raise ValueError(f"not a k6 duration like 20s or 1m30s: {duration!r}")
     return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
 
@@ -115,7 +117,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def log_tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -130,11 +132,11 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> No
                 return
         if proc.poll() is not None:
             raise BenchError(
-                f"process exited ({proc.returncode}) before {url} answered:\n{_tail(log_path)}"
+                f"process exited ({proc.returncode}) before {url} answered:\n{log_tail(log_path)}"
             )
         if time.monotonic() > deadline:
             raise BenchError(
-                f"{url} did not answer within {START_TIMEOUT_SECONDS:g}s:\n{_tail(log_path)}"
+                f"{url} did not answer within {START_TIMEOUT_SECONDS:g}s:\n{log_tail(log_path)}"
             )
         time.sleep(0.1)
 
@@ -194,7 +196,7 @@ class K6Job:
     summary: Path
 
 
-def _k6_numbers(job: K6Job, status: int) -> K6Summary:
+def k6_numbers(job: K6Job, status: int) -> K6Summary:
     """A k6 run's summary; fails when it has none, a check failed or nothing was sent."""
     if not job.summary.is_file():
         raise BenchError(f"[{job.label}] k6 exited {status} without a summary: see {job.log_path}")

@@ -17,9 +17,6 @@ def exported_sample_names(exposition: str) -> set[str]:
     }
 
 
-# --- The checker itself ------------------------------------------------------------------
-
-
 def storage_script_sample_names(tmp_path: Path) -> set[str]:
     """Sample names in the textfile the storage cleanup writes (stub docker, tmp dirs)."""
     stub = install_stub_docker(tmp_path / "stub-docker")
