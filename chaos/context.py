@@ -28,6 +28,8 @@ class Context:
     acknowledged: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # (alert, state) -> first epoch second it was seen.
     alerts_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    # Alert -> the mark at which its expression already held (see prometheus-active-alerts).
+    alerts_due: dict[str, str] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def scope(self) -> dict[str, Any]:

@@ -292,16 +292,21 @@ def alertmanager_alert(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
     """Names of the alerts in one of ``states`` (default pending and firing) now or, with
     a mark ``since``, at any rule evaluation since it (from the ALERTS series, so an alert
-    pending between two polls counts). Each is recorded as seen."""
+    pending between two polls counts). Each is recorded as seen.
+
+    With a mark ``unless_held_at``, an alert whose rule expression already held for its
+    labels at that mark (evaluated now, over the samples scraped before it) is left out
+    and recorded as due: the state was there before the fault, and only the rule's next
+    evaluation had not come yet when the alerts were read before it."""
     states = [str(state) for state in args.get("states", ["pending", "firing"])]
     if not set(states) <= {"pending", "firing"}:
         raise ProbeError(f"states must be pending and/or firing, not {states}")
     now = time.time()
-    names: set[str] = set()
+    found: dict[str, list[dict[str, str]]] = {}
     for alert in _prometheus(ctx, "alerts")["alerts"]:
         name, state = alert["labels"]["alertname"], alert["state"]
         if state in states:
-            names.add(name)
+            found.setdefault(name, []).append(alert["labels"])
             ctx.saw_alert(name, state, now)
     if "since" in args:
         since = ctx.since(str(args["since"]))
@@ -311,9 +316,39 @@ def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
             stamps = [float(ts) for ts, _ in series["values"] if float(ts) >= since]
             if stamps:
                 name = series["metric"]["alertname"]
-                names.add(name)
+                found.setdefault(name, []).append(series["metric"])
                 ctx.saw_alert(name, series["metric"]["alertstate"], min(stamps))
-    return sorted(names)
+    if "unless_held_at" in args and found:
+        mark = str(args["unless_held_at"])
+        if mark not in ctx.marks:
+            # Evaluated now instead, it would excuse every alert that holds now.
+            raise ProbeError(f"unless_held_at: no mark {mark!r} was set")
+        for name in _held_at(ctx, found, ctx.marks[mark]):
+            del found[name]
+            ctx.alerts_due[name] = mark
+    return sorted(found)
+
+
+def _held_at(ctx: Context, found: dict[str, list[dict[str, str]]], at: float) -> list[str]:
+    """The alerts of ``found`` each of whose label sets the expression of a rule of that
+    name matched at the instant ``at``."""
+    rules: dict[str, list[dict[str, Any]]] = {}
+    for group in _prometheus(ctx, "rules", {"type": "alert"})["groups"]:
+        for rule in group["rules"]:
+            rules.setdefault(rule["name"], []).append(rule)
+    held = []
+    for name, label_sets in found.items():
+        matched: list[dict[str, str]] = []
+        for rule in rules.get(name, []):
+            result = _prometheus(ctx, "query", {"query": rule["query"], "time": f"{at:.3f}"})
+            own = rule.get("labels") or {}
+            matched += [
+                {k: v for k, v in s["metric"].items() if k != "__name__" and k not in own}
+                for s in result["result"]
+            ]
+        if all(any(m.items() <= labels.items() for m in matched) for labels in label_sets):
+            held.append(name)
+    return held
 
 
 def prometheus_up_seen(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,8 @@ def text(run: dict[str, Any]) -> str:
             lines.append(f"  {name}: {seconds:.2f} s")
         for alert in exp["alerts_seen"]:
             lines.append(f"  alert seen: {alert['alert']} {alert['state']} at {alert['at']}")
+        for alert in exp["alerts_due"]:
+            lines.append(f"  alert already due at {alert['held_at']}: {alert['alert']}")
     return "\n".join(lines) + "\n"
 
 

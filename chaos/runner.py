@@ -108,6 +108,7 @@ class Run:
             "rollbacks": [],
             "measures": self.measures,
             "alerts_seen": [],
+            "alerts_due": [],
             "interrupted": None,
         }
 
@@ -285,6 +286,9 @@ class Run:
         self.record["alerts_seen"] = [
             {"alert": alert, "state": state, "at": report.stamp(at), "epoch": at}
             for (alert, state), at in sorted(self.ctx.alerts_seen.items(), key=lambda i: i[1])
+        ]
+        self.record["alerts_due"] = [
+            {"alert": alert, "held_at": mark} for alert, mark in sorted(self.ctx.alerts_due.items())
         ]
         self.record["verdict"] = self.verdict(steady_state_only)
         return self.record

@@ -34,13 +34,14 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import yaml
 
@@ -70,13 +71,15 @@ from tests.support.dockerstack import (
     exposed_port,
     require_docker,
 )
-from tests.support.processes import wait_until
+from tests.support.processes import LiveAgent, wait_until
+from tests.support.prometheus_server import PrometheusServer, repo_config
 
 RUNNER = REPO_ROOT / paths.CHAOS_RUNNER
 OVERRIDE = REPO_ROOT / "tests" / "stack" / "chaos" / "compose.override.yml"
 AGENT, PROMETHEUS, ALERTMANAGER = "neuros", "prometheus", "alertmanager"
 AGENT_DOWN, AGENT_RESTARTED = "NeurosAgentDown", "NeurosAgentRestarted"
 WATCHDOG, WATCHDOG_RECEIVER = "Watchdog", "watchdog"
+KPI_STALE = "NeurosKpiPipelineStale"
 # The agent is back within about 2 s of a SIGKILL (measured): at 1 s scrapes the alert
 # is pending for one or two evaluations, so only `for: 0s` turns that into firing.
 SHORT_FOR = "0s"
@@ -473,6 +476,54 @@ def test_active_alerts_counts_pending_since_the_mark_and_records_them(
     assert not ctx.alerts_seen
 
 
+def test_active_alerts_leave_out_an_alert_already_due_at_the_mark(
+    live_agent: Callable[..., LiveAgent],
+    prometheus_server: Callable[..., PrometheusServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real Prometheus on the repository's rules scrapes a real agent that accepts no
+    reading: NeurosKpiPipelineStale's expression holds from the counter's second flat
+    sample. Pending since a mark, it is left out (and listed as due) with
+    ``unless_held_at`` a later mark, and kept with a mark before the first scrape."""
+    before_any_sample = time.time()
+    agent = live_agent()
+    scrape = {
+        "job_name": AGENT,
+        "static_configs": [{"targets": [agent.url.removeprefix("http://")]}],
+    }
+    prometheus = prometheus_server(repo_config([scrape], fast_rules_dir=tmp_path / "rules"))
+
+    def pending() -> bool:
+        return any(
+            a["labels"]["alertname"] == KPI_STALE for a in prometheus.api("alerts")["alerts"]
+        )
+
+    wait_until(pending, timeout=30, what=f"{KPI_STALE} pending", interval=0.2)
+    due = time.time()
+
+    def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
+        assert via == probes.PROMETHEUS_SERVICE
+        path = url.removeprefix(probes.PROMETHEUS_API)
+        return httpx.get(f"{prometheus.url}/api/v1{path}", params=params, timeout=10).text
+
+    monkeypatch.setattr(Project, "http_get", http_get)
+    marks = {"start": before_any_sample, "due": due}
+    early = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks=dict(marks))
+    kept = probes.prometheus_active_alerts(early, {"since": "start", "unless_held_at": "start"})
+    assert KPI_STALE in kept
+    assert KPI_STALE not in early.alerts_due
+    # vector(1) holds at any instant: the Watchdog is always due.
+    assert early.alerts_due.get(WATCHDOG) == "start"
+    later = Context(Project("neuros"), "http://127.0.0.1:1", "none", {}, marks=dict(marks))
+    left = probes.prometheus_active_alerts(later, {"since": "start", "unless_held_at": "due"})
+    assert KPI_STALE not in left
+    assert later.alerts_due[KPI_STALE] == "due"
+    assert (KPI_STALE, "pending") in later.alerts_seen
+    with pytest.raises(probes.ProbeError, match="no mark 'fault'"):
+        probes.prometheus_active_alerts(later, {"since": "start", "unless_held_at": "fault"})
+
+
 def _canned_prometheus(
     monkeypatch: pytest.MonkeyPatch, live: list[dict[str, Any]], history: list[dict[str, Any]]
 ) -> list[str]:
@@ -614,6 +665,9 @@ def test_prometheus_down_treats_any_new_pending_alert_as_false() -> None:
         assert probe["provider"]["type"] == "prometheus-active-alerts"
         assert probe["provider"]["states"] == ["pending", "firing"]
     assert after["provider"]["since"] == "restored"
+    # An alert is excused only by its expression holding at the fault, not later.
+    (stop,) = [a for a in method.values() if a["provider"]["type"] == "compose-stop"]
+    assert after["provider"]["unless_held_at"] == stop["mark"]
     assert after["tolerance"] == {"type": "subset", "of": f"${{saved.{before['save_as']}}}"}
     assert "hold" in after
 
@@ -1420,7 +1474,8 @@ def test_prometheus_down_sees_the_watchdog_stop(production: Production, tmp_path
     assert again["last_received"] > marks["restored"]
     assert 0 < run["measures"]["time_to_watchdog"] <= float(run["bounds"]["time_to_watchdog"])
     print(
-        f"prometheus-down: Watchdog last received {silent['last_received']}, outage"
+        f"prometheus-down: already due at the fault {run['alerts_due']};"
+        f" Watchdog last received {silent['last_received']}, outage"
         f" {marks['fault']} to {marks['restored']}, silent {silent['silent_s']} s when read;"
         f" {json.dumps(run['measures'])}"
     )
