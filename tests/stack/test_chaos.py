@@ -1199,7 +1199,7 @@ def test_refuses_a_container_of_another_project(stack: ComposeStack, tmp_path: P
         ).stdout.split()  # fmt: skip
         assert running == ["true", "0"]
     finally:
-        subprocess.run(["docker", "rm", "-f", impostor], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", "-v", impostor], capture_output=True, check=False)
 
 
 @pytest.mark.docker
@@ -1383,7 +1383,7 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
             _settle(compose)
             yield Production(compose, sink)
         finally:
-            subprocess.run(["docker", "rm", "-f", sink], capture_output=True, check=False)
+            subprocess.run(["docker", "rm", "-f", "-v", sink], capture_output=True, check=False)
 
 
 def _settle(compose: ComposeStack) -> float:

@@ -469,6 +469,9 @@ def test_storage_clean_on_the_real_engine(stack: ComposeStack, tmp_path: Path) -
         "create", "--label", label, "--entrypoint", "true", "--network", "none", image
     ).stdout.strip()
     _docker("start", "--attach", stopped)
+    # The image declares VOLUME /data, so the container has an anonymous volume.
+    mounts = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+    anonymous = _docker("inspect", "-f", mounts, stopped).stdout.split()
     dangling = ""
     try:
         assert _docker("inspect", "-f", "{{.State.Status}}", stopped).stdout.strip() == "exited"
@@ -507,6 +510,9 @@ def test_storage_clean_on_the_real_engine(stack: ComposeStack, tmp_path: Path) -
             assert _exists("image", stack_images[service]), service
             assert _exists("image", tags[service]), service
         assert sorted(stack.project_volumes()) == sorted(volumes)
+        # Not even the pruned container's anonymous volume: clean never removes one.
+        assert anonymous, "the test container has an anonymous volume"
+        assert all(_exists("volume", name) for name in anonymous), anonymous
         samples = {
             sample.name: sample.value
             for family in text_string_to_metric_families(metrics.read_text())
@@ -520,9 +526,11 @@ def test_storage_clean_on_the_real_engine(stack: ComposeStack, tmp_path: Path) -
         assert health.status_code == 200, health.text
     finally:
         if stopped:
-            _docker("rm", "-f", stopped, check=False)
+            _docker("rm", "-f", "-v", stopped, check=False)
         if dangling:
             _docker("rmi", "-f", dangling, check=False)
+        for name in anonymous:
+            _docker("volume", "rm", name, check=False)
 
 
 # Last on the shared stack: it stops and restarts the agent.
