@@ -30,6 +30,8 @@ class Context:
     alerts_seen: dict[tuple[str, str], float] = field(default_factory=dict)
     # Alert -> the mark at which its expression already held (see prometheus-active-alerts).
     alerts_due: dict[str, str] = field(default_factory=dict)
+    # (alert, instant) -> the label sets its rules' expressions matched at that instant.
+    matched_at: dict[tuple[str, float], list[dict[str, str]]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def scope(self) -> dict[str, Any]:

@@ -331,24 +331,32 @@ def prometheus_active_alerts(ctx: Context, args: dict[str, Any]) -> list[str]:
 
 def _held_at(ctx: Context, found: dict[str, list[dict[str, str]]], at: float) -> list[str]:
     """The alerts of ``found`` each of whose label sets the expression of a rule of that
-    name matched at the instant ``at``."""
-    rules: dict[str, list[dict[str, Any]]] = {}
-    for group in _prometheus(ctx, "rules", {"type": "alert"})["groups"]:
-        for rule in group["rules"]:
-            rules.setdefault(rule["name"], []).append(rule)
-    held = []
-    for name, label_sets in found.items():
-        matched: list[dict[str, str]] = []
-        for rule in rules.get(name, []):
-            result = _prometheus(ctx, "query", {"query": rule["query"], "time": f"{at:.3f}"})
-            own = rule.get("labels") or {}
-            matched += [
-                {k: v for k, v in s["metric"].items() if k != "__name__" and k not in own}
-                for s in result["result"]
-            ]
-        if all(any(m.items() <= labels.items() for m in matched) for labels in label_sets):
-            held.append(name)
-    return held
+    name matched at the instant ``at``. A past instant's answer never changes, so each
+    name is evaluated once per run (a held probe asks again every poll)."""
+    missing = [name for name in found if (name, at) not in ctx.matched_at]
+    if missing:
+        rules: dict[str, list[dict[str, Any]]] = {}
+        for group in _prometheus(ctx, "rules", {"type": "alert"})["groups"]:
+            for rule in group["rules"]:
+                rules.setdefault(rule["name"], []).append(rule)
+        for name in missing:
+            matched: list[dict[str, str]] = []
+            for rule in rules.get(name, []):
+                query = {"query": rule["query"], "time": f"{at:.3f}"}
+                own = rule.get("labels") or {}
+                matched += [
+                    {k: v for k, v in s["metric"].items() if k != "__name__" and k not in own}
+                    for s in _prometheus(ctx, "query", query)["result"]
+                ]
+            ctx.matched_at[(name, at)] = matched
+    return [
+        name
+        for name, label_sets in found.items()
+        if all(
+            any(m.items() <= labels.items() for m in ctx.matched_at[(name, at)])
+            for labels in label_sets
+        )
+    ]
 
 
 def prometheus_up_seen(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:

@@ -502,9 +502,13 @@ def test_active_alerts_leave_out_an_alert_already_due_at_the_mark(
     wait_until(pending, timeout=30, what=f"{KPI_STALE} pending", interval=0.2)
     due = time.time()
 
+    asked: list[str] = []
+
     def http_get(self: Project, via: str, url: str, params: dict[str, str] | None = None) -> str:
         assert via == probes.PROMETHEUS_SERVICE
         path = url.removeprefix(probes.PROMETHEUS_API)
+        if "time" in (params or {}):
+            asked.append((params or {})["query"])
         return httpx.get(f"{prometheus.url}/api/v1{path}", params=params, timeout=10).text
 
     monkeypatch.setattr(Project, "http_get", http_get)
@@ -520,6 +524,15 @@ def test_active_alerts_leave_out_an_alert_already_due_at_the_mark(
     assert KPI_STALE not in left
     assert later.alerts_due[KPI_STALE] == "due"
     assert (KPI_STALE, "pending") in later.alerts_seen
+    # Polled again (a held probe): an answer at the past instant is not asked again.
+    (rule,) = [
+        r for g in prometheus.api("rules")["groups"] for r in g["rules"] if r["name"] == KPI_STALE
+    ]
+    assert rule["query"] in asked
+    asked.clear()
+    again = probes.prometheus_active_alerts(later, {"since": "start", "unless_held_at": "due"})
+    assert KPI_STALE not in again
+    assert rule["query"] not in asked, asked
     with pytest.raises(probes.ProbeError, match="no mark 'fault'"):
         probes.prometheus_active_alerts(later, {"since": "start", "unless_held_at": "fault"})
 
