@@ -6,7 +6,6 @@ What they build, and every other shared helper, lives in tests/support/.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from neuros.main import create_app
 from stacktools.otlp_sink import OtlpSink
 from tests.support.agent import InProcess, add_token
 from tests.support.dockerstack import StartStack, compose_stacks
-from tests.support.postgres_server import PostgresServer, find_bindir
+from tests.support.postgres_server import PostgresServer, require_bindir
 from tests.support.processes import LiveAgent, free_port
 from tests.support.prometheus_server import PrometheusServer, prometheus_servers
 
@@ -92,13 +91,7 @@ def live_agent(tmp_path: Path) -> Iterator[Callable[..., LiveAgent]]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real server for the session; missing PostgreSQL skips, and fails in CI."""
-    bindir = find_bindir()
-    if bindir is None:
-        reason = "PostgreSQL is not installed (apt-get install postgresql; scripts/test.sh does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = PostgresServer(bindir, free_port()).init().start()
+    server = PostgresServer(require_bindir(), free_port()).init().start()
     yield server
     server.destroy()
 

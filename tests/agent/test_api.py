@@ -17,11 +17,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     return backend
 
 
-def sqlite_only(backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip(
-            "breaks the SQLite file with a trigger; tests/agent/test_postgres.py stops the server"
-        )
+# On SQLite only: the test breaks the database file with a trigger;
+# tests/agent/test_postgres.py breaks PostgreSQL by stopping its server instead.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 def test_ingest_answers_201_with_fresh_kpis(app: InProcess) -> None:
@@ -172,8 +170,8 @@ def test_unexpected_error_gets_json_500_without_trace(
     assert "secret" not in response.text
 
 
-def test_storage_failure_gets_503_and_stores_nothing(app: InProcess, backend: str) -> None:
-    sqlite_only(backend)
+@sqlite_only
+def test_storage_failure_gets_503_and_stores_nothing(app: InProcess) -> None:
     agent = app.client.app.state.agent  # type: ignore[attr-defined]
     conn = agent.backend.store._conn()
     conn.execute(
@@ -205,8 +203,8 @@ def test_health_ready_and_openapi(app: InProcess) -> None:
     assert {"201", "413", "422", "503"} <= set(ingest["responses"])
 
 
-def test_ready_is_503_when_the_database_is_not_writable(app: InProcess, backend: str) -> None:
-    sqlite_only(backend)
+@sqlite_only
+def test_ready_is_503_when_the_database_is_not_writable(app: InProcess) -> None:
     agent = app.client.app.state.agent  # type: ignore[attr-defined]
     conn = agent.backend.store._conn()
     conn.execute(

@@ -25,7 +25,7 @@ from neuros.main import build_backend
 from neuros.postgres import PostgresBackend
 from neuros.postgres_schema import SCHEMA_VERSION
 from tests.support.agent import InProcess, reading
-from tests.support.postgres_server import PASSWORD, PostgresServer
+from tests.support.postgres_server import PASSWORD, PostgresServer, require_bindir
 from tests.support.processes import LiveAgent, free_port, wait_until
 
 USERS = [f"user-{n}" for n in range(6)]
@@ -127,12 +127,7 @@ def test_two_replicas_receiving_the_same_readings_count_them_once(
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[PostgresServer]:
     """A server of this test's own, to stop and start."""
-    from tests.support.postgres_server import find_bindir
-
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed")
-    server = PostgresServer(bindir, free_port()).init().start()
+    server = PostgresServer(require_bindir(), free_port()).init().start()
     yield server
     server.destroy()
 

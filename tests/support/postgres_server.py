@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
+
+from tests.support.tooling import in_ci
 
 PASSWORD = "pg-test-Secret-9f3"  # noqa: S105 - a throwaway server's password
 USER = "neuros"
@@ -25,6 +28,17 @@ def find_bindir() -> Path | None:
     """The newest installed server's bin dir, or None."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major)
     return Path(found[-1]).parent if found else None
+
+
+def require_bindir() -> Path:
+    """:func:`find_bindir`; when none is installed the test skips, and fails in CI."""
+    bindir = find_bindir()
+    if bindir is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql; scripts/test.sh does)"
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return bindir
 
 
 def _major(path: str) -> int:

@@ -33,6 +33,7 @@ from stacktools.bench import noauth as bench_noauth
 from stacktools.paths import REPO_ROOT
 from tests.support.agent import InProcess
 from tests.support.processes import LiveAgent
+from tests.support.tooling import in_ci
 
 WRAPPER = REPO_ROOT / paths.SCRIPTS_DIR / "bench-agent.sh"
 PARTS = ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)")
@@ -609,7 +610,7 @@ def _require(tool: str, present: bool) -> None:
     if present:
         return
     reason = f"{tool} is not installed (scripts/test.sh installs it)"
-    if os.environ.get("CI") == "true":
+    if in_ci():
         pytest.fail(reason)
     pytest.skip(reason)
 
