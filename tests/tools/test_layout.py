@@ -6,6 +6,8 @@ repository and on a broken sample, so that every rule is shown to catch what it 
 - One source of repository paths: ``REPO_ROOT`` is assigned only in stacktools/paths.py.
 - One way to read the compose file: only stacktools/compose.py loads it.
 - scripts/ holds entry points only: no Python module there.
+- Agent modules named for their job: one ``metrics.py`` and one ``tracing.py`` at most
+  in neuros/, the ASGI middleware in neuros/middleware/.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ COMPOSE_CONSTANTS = {"COMPOSE_FILE", "SCALE_FILE", "SCALE_COMPOSE_FILE"}
 COMPOSE_NAME = re.compile(
     rf"^({re.escape(str(COMPOSE_FILE))}|{re.escape(str(SCALE_COMPOSE_FILE))})$"
 )
+# Names that meant three different modules before (the registry, the request
+# middleware, the exposition endpoint; the SDK set-up and the server spans).
+SINGLE_NAMES = ("metrics.py", "tracing.py")
 PARSERS = {("yaml", "safe_load"), ("yaml", "load"), ("json", "loads")}
 
 
@@ -274,6 +279,29 @@ def test_the_compose_reader_check_allows_reading_its_text() -> None:
 
 def test_scripts_holds_no_python_module() -> None:
     assert [p.name for p in (REPO_ROOT / paths.SCRIPTS_DIR).rglob("*.py")] == []
+
+
+def clashing_modules(package: Path) -> dict[str, list[str]]:
+    """Each of SINGLE_NAMES that more than one module of ``package`` has."""
+    clashes = {}
+    for name in SINGLE_NAMES:
+        found = sorted(str(p.relative_to(package)) for p in package.rglob(name))
+        if len(found) > 1:
+            clashes[name] = found
+    return clashes
+
+
+def test_agent_modules_are_named_for_their_job(tmp_path: Path) -> None:
+    package = REPO_ROOT / "neuros"
+    assert clashing_modules(package) == {}
+    assert (package / "middleware" / "request_metrics.py").is_file()
+    assert not (package / "http").exists()
+    for rel in ("metrics.py", "http/metrics.py", "api/metrics.py", "tracing.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    assert clashing_modules(tmp_path) == {
+        "metrics.py": ["api/metrics.py", "http/metrics.py", "metrics.py"]
+    }
 
 
 def fixtures_in(source: str) -> list[str]:
